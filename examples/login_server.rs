@@ -1,0 +1,63 @@
+//! The instrumented login server: `POST /login` on one port, `GET /metrics`
+//! on another.
+//!
+//! ```sh
+//! cargo run --example login_server
+//! curl -s localhost:5000/login -H 'content-type: application/json' \
+//!      -d '{"username":"user","password":"pass"}'
+//! curl -s localhost:8000/metrics | grep login_
+//! ```
+
+// ANCHOR: main
+use anyhow::Context;
+use clap::Parser;
+use login_metrics::AppState;
+use login_metrics::auth::UserStore;
+use login_metrics::config::Config;
+use login_metrics::server::{serve, shutdown_signal};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    let config = Config::parse();
+
+    let mut users = if config.no_demo_user {
+        UserStore::empty()
+    } else {
+        UserStore::with_demo_user()
+    };
+    if let Some(path) = &config.users_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading users file {}", path.display()))?;
+        users
+            .add_users_from(&text)
+            .with_context(|| format!("in users file {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        !users.is_empty(),
+        "no users: drop --no-demo-user or give --users-file"
+    );
+
+    let app = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding the login listener on {}", config.addr))?;
+    let metrics = TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics listener on {}", config.metrics_addr))?;
+    tracing::info!(
+        login = %app.local_addr()?,
+        metrics = %metrics.local_addr()?,
+        users = users.len(),
+        "listening"
+    );
+
+    serve(app, metrics, AppState::new(users), shutdown_signal()).await?;
+    Ok(())
+}
+// ANCHOR_END: main

@@ -1,0 +1,201 @@
+//! Checking credentials without storing or leaking passwords.
+//!
+//! Users are kept only as argon2 [PHC strings] (`$argon2id$v=19$m=...`): the
+//! salt and cost parameters travel with the hash, so a file of users can mix
+//! hashes made with different settings and still verify.
+//!
+//! Three choices here matter for monitoring as much as for security:
+//!
+//! * **Hashing runs on the blocking pool.** One argon2 verification takes
+//!   milliseconds of CPU. Run on the async runtime, it would stall every other
+//!   request on that worker, `/metrics` included.
+//! * **At most one verification per core runs at once.** Each one holds about
+//!   19 MiB while it runs; a semaphore keeps a burst of logins from turning into
+//!   gigabytes of memory. Requests wait for a permit instead, and that wait shows
+//!   up honestly in the latency histogram.
+//! * **An unknown user costs a full verification.** We verify against a dummy
+//!   hash, so the response time does not tell an attacker which usernames exist.
+//!
+//! [PHC strings]: https://github.com/P-H-C/phc-string-format/blob/master/phc-sf-spec.md
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::password_hash::{SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
+
+/// The demo user of the original tutorial, so the seed's requests work as is.
+pub const DEMO_USERNAME: &str = "user";
+
+/// argon2id hash of the demo password `pass` (argon2 crate defaults:
+/// m=19456 KiB, t=2, p=1). Only this hash is stored, never the password.
+const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Tpw1LdhjBprkh4EeUdlhtQ$+AtZORZRW84fga0c6de9BsoeEF5rqvtbN6oADpc7HWM";
+
+/// Hash of a random password nobody knows, with the same parameters as the
+/// demo hash: an unknown username is checked against it so that it costs as
+/// much as a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$8xd8Acy0yESDDb/Rh+9L3A$lzRV/Cf6I/F8CCsP5YWNMJmi0sQrplY38iMTPeRDu+A";
+
+/// Why a user file could not be loaded. Messages name the line, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// A line without the `username:hash` shape.
+    #[error("line {line}: expected `username:argon2-phc-hash`")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The hash part is not an argon2 PHC string with a salt and a hash.
+    #[error("line {line}: the hash is not an argon2 PHC string: {reason}")]
+    BadHash {
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The same username twice.
+    #[error("line {line}: duplicate username")]
+    Duplicate {
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// The verification task itself failed (it panicked), so no answer is known.
+#[derive(Debug, thiserror::Error)]
+#[error("password verification did not complete")]
+pub struct VerifyFailed;
+
+// ANCHOR: user_store
+/// Known users and the means to check their passwords.
+#[derive(Debug)]
+pub struct UserStore {
+    users: HashMap<String, String>,
+    permits: Semaphore,
+    verifications: AtomicU64,
+}
+// ANCHOR_END: user_store
+
+impl UserStore {
+    /// A store with no users at all.
+    #[must_use]
+    pub fn empty() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            users: HashMap::new(),
+            permits: Semaphore::new(cores),
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// A store with only the demo user `user` / `pass`.
+    #[must_use]
+    pub fn with_demo_user() -> Self {
+        let mut store = Self::empty();
+        store
+            .users
+            .insert(DEMO_USERNAME.to_owned(), DEMO_PASSWORD_HASH.to_owned());
+        store
+    }
+
+    /// Adds the users of a `username:phc-hash` file. Blank lines and lines
+    /// starting with `#` are skipped.
+    pub fn add_users_from(&mut self, text: &str) -> Result<(), UsersError> {
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let entry = raw.trim();
+            if entry.is_empty() || entry.starts_with('#') {
+                continue;
+            }
+            let (name, hash) = entry
+                .split_once(':')
+                .filter(|(name, hash)| !name.is_empty() && !hash.is_empty())
+                .ok_or(UsersError::Malformed { line })?;
+            check_phc(hash).map_err(|reason| UsersError::BadHash { line, reason })?;
+            if self
+                .users
+                .insert(name.to_owned(), hash.to_owned())
+                .is_some()
+            {
+                return Err(UsersError::Duplicate { line });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of known users.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the store has no users (every login will fail).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// How many argon2 verifications have run. Tests use it to prove that an
+    /// unknown user costs a verification, without measuring time.
+    #[must_use]
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    // ANCHOR: verify
+    /// Checks a username and password. Runs exactly one argon2 verification on
+    /// the blocking pool, whether or not the user exists.
+    pub async fn verify(
+        self: &std::sync::Arc<Self>,
+        username: &str,
+        password: String,
+    ) -> Result<bool, VerifyFailed> {
+        let known = self.users.get(username).cloned();
+        // Waiting here, not in the blocking pool, bounds memory and threads.
+        let _permit = self.permits.acquire().await.map_err(|_| VerifyFailed)?;
+        let store = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let hash = known.as_deref().unwrap_or(DUMMY_HASH);
+            let matches = store.check(hash, &password);
+            matches && known.is_some()
+        })
+        .await
+        .map_err(|_| VerifyFailed)
+    }
+    // ANCHOR_END: verify
+
+    fn check(&self, phc: &str, password: &str) -> bool {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        PasswordHash::new(phc).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    }
+}
+
+/// Accepts only complete argon2 PHC strings: the algorithm, valid parameters,
+/// a salt and a hash. Anything less would fail every login later, silently.
+fn check_phc(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|error| error.to_string())?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!("algorithm `{}` is not argon2", parsed.algorithm));
+    }
+    argon2::Params::try_from(&parsed).map_err(|error| error.to_string())?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("it has no salt or no hash part".to_owned());
+    }
+    Ok(())
+}
+
+/// Hashes a password into a PHC string with argon2id and a random salt, for
+/// a users file line (`cargo run --example hash_password`).
+#[must_use]
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 default parameters are valid")
+        .to_string()
+}

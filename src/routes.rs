@@ -1,0 +1,186 @@
+//! The HTTP routes: `POST /login` and the middleware stack around it.
+//!
+//! The handler only decides between 200 and 401. Everything else is done by
+//! layers, and the order of the layers is the design:
+//!
+//! ```text
+//! metrics::track        counts and times whatever comes out, 500s included
+//!   TraceLayer          one log line per request: method, status, latency
+//!     CatchPanicLayer   a panic becomes a JSON 500 instead of a dropped connection
+//!       body limit      413 for bodies over LOGIN_BODY_LIMIT
+//!         POST /login   200 or 401; JSON errors 400 / 415; 405 for other methods
+//! ```
+
+use std::any::Any;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use axum::{Json, Router, middleware};
+use serde::{Deserialize, Serialize};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::auth::UserStore;
+use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
+
+/// Largest accepted login body. Credentials are small; anything bigger is
+/// either a mistake or an attempt to make us buffer memory.
+pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Known users.
+    pub users: Arc<UserStore>,
+    /// The registry the middleware records into.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State with the given users and a fresh registry.
+    #[must_use]
+    pub fn new(users: UserStore) -> Self {
+        Self {
+            users: Arc::new(users),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+// ANCHOR: credentials
+/// The body of `POST /login`.
+#[derive(Deserialize)]
+pub struct Credentials {
+    /// Who is logging in.
+    pub username: String,
+    /// Their password; never logged, never stored.
+    pub password: String,
+}
+
+/// The body of a successful login.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoginOk {
+    /// A short confirmation.
+    pub message: String,
+}
+// ANCHOR_END: credentials
+
+// ANCHOR: handler
+/// `POST /login`: 200 for valid credentials, 401 for anything else.
+async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Json<LoginOk>, ApiError> {
+    let Json(credentials) = body.map_err(reject)?;
+    let valid = state
+        .users
+        .verify(&credentials.username, credentials.password)
+        .await
+        .map_err(|_| ApiError::internal())?;
+    if valid {
+        Ok(Json(LoginOk {
+            message: "Login successful".to_owned(),
+        }))
+    } else {
+        Err(ApiError::invalid_credentials())
+    }
+}
+// ANCHOR_END: handler
+
+// ANCHOR: reject
+/// Turns axum's JSON extractor rejections into our JSON errors.
+fn reject(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the credentials with `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The body is larger than {LOGIN_BODY_LIMIT} bytes"),
+            )
+        }
+        // Valid JSON of the wrong shape: a missing field or a wrong type. The
+        // serde message names the field, never the value.
+        JsonRejection::JsonDataError(error) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!(
+                "Expected {{\"username\": string, \"password\": string}}: {}",
+                error.body_text()
+            ),
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("The body is not valid JSON: {}", other.body_text()),
+        ),
+    }
+}
+// ANCHOR_END: reject
+
+// ANCHOR: instrument
+/// Wraps a route in the production stack: metrics outermost, so it sees the
+/// final status of everything inside, including panics turned into 500s.
+pub fn instrument(route: MethodRouter<AppState>, metrics: Arc<Metrics>) -> MethodRouter<AppState> {
+    let route = route.fallback(|| async { ApiError::method_not_allowed() });
+    route.layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(metrics, metrics::track))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &axum::extract::Request| {
+                        // Method and path only: a query string could hold secrets.
+                        tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(CatchPanicLayer::custom(panic_to_500))
+            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+    )
+}
+// ANCHOR_END: instrument
+
+fn panic_to_500(_panic: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::internal().into_response()
+}
+
+// ANCHOR: app
+/// The application router: `POST /login`, instrumented, and JSON 404s.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/login",
+            instrument(post(login), Arc::clone(&state.metrics)),
+        )
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(state)
+}
+// ANCHOR_END: app
+
+/// The metrics router, served on its own listener: `GET /metrics`.
+pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
