@@ -1,0 +1,199 @@
+//! The queries printed in the book, collected so that tests can run them.
+//!
+//! Every fenced code block whose info string starts with `promql` in
+//! `book/src/**/*.md` is one query. The end-to-end tests send each of them to a
+//! real Prometheus after generating traffic, so the book cannot show a query
+//! that returns nothing.
+//!
+//! Conventions for writers, enforced by those tests:
+//!
+//! - One expression per block (it may span several lines).
+//! - Grafana's variables (`$__rate_interval`, `$__interval`, `$__range`) may
+//!   appear; the caller replaces them the way Grafana does before sending the
+//!   query to Prometheus.
+//! - A block that must not be run, such as a deliberately wrong query, is
+//!   fenced as `text`, not `promql`.
+//!
+//! ```no_run
+//! for block in login_metrics::book::promql_blocks()? {
+//!     println!("{}:{}: {}", block.file.display(), block.line, block.query);
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
+
+/// One fenced `promql` block of the book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromqlBlock {
+    /// The Markdown file the block is in.
+    pub file: PathBuf,
+    /// The 1-based line of the opening fence, for error messages.
+    pub line: usize,
+    /// The query, with surrounding whitespace removed.
+    pub query: String,
+}
+
+/// `book/src` of this repository, where the chapters are.
+///
+/// The path is fixed when the crate is compiled, so it is meant for tests and
+/// tools run from a checkout, not for an installed binary.
+#[must_use]
+pub fn book_src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("book")
+        .join("src")
+}
+
+/// Every `.md` file under `dir`, recursively, sorted by path.
+pub fn markdown_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "md") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The `promql` blocks of this repository's book, in file order.
+pub fn promql_blocks() -> io::Result<Vec<PromqlBlock>> {
+    promql_blocks_in(&book_src_dir())
+}
+
+/// The `promql` blocks of every Markdown file under `dir`.
+pub fn promql_blocks_in(dir: &Path) -> io::Result<Vec<PromqlBlock>> {
+    let mut blocks = Vec::new();
+    for file in markdown_files(dir)? {
+        let text = fs::read_to_string(&file)?;
+        blocks.extend(promql_blocks_of(&file, &text));
+    }
+    Ok(blocks)
+}
+
+/// The `promql` blocks of one Markdown text; `file` is only recorded.
+#[must_use]
+pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
+    let mut blocks = Vec::new();
+    // (line of the opening fence, text so far) while inside a promql block.
+    let mut current: Option<(usize, String)> = None;
+    for (event, range) in Parser::new_ext(markdown, Options::all()).into_offset_iter() {
+        match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) if is_promql(&info) => {
+                let line = markdown[..range.start].matches('\n').count() + 1;
+                current = Some((line, String::new()));
+            }
+            Event::Text(text) => {
+                if let Some((_, query)) = current.as_mut() {
+                    query.push_str(&text);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                if let Some((line, query)) = current.take() {
+                    blocks.push(PromqlBlock {
+                        file: file.to_path_buf(),
+                        line,
+                        query: query.trim().to_owned(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// Whether a fence's info string (```` ```promql ````, ```` ```promql,foo ````)
+/// names `promql` as the block's language.
+fn is_promql(info: &str) -> bool {
+    info.split(|c: char| c == ',' || c.is_whitespace())
+        .next()
+        .is_some_and(|language| language == "promql")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "# Title
+
+Some text.
+
+```promql
+sum(rate(login_requests_total[1m]))
+```
+
+```rust
+let not_promql = 1;
+```
+
+- In a list:
+
+  ```promql,ignore
+  rate(login_request_latency_seconds_sum[1m])
+    / rate(login_request_latency_seconds_count[1m])
+  ```
+
+~~~promql
+up
+~~~
+";
+
+    #[test]
+    fn collects_only_promql_fences_with_their_lines() {
+        let blocks = promql_blocks_of(Path::new("sample.md"), SAMPLE);
+        let found: Vec<(usize, &str)> = blocks
+            .iter()
+            .map(|block| (block.line, block.query.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (5, "sum(rate(login_requests_total[1m]))"),
+                (
+                    15,
+                    "rate(login_request_latency_seconds_sum[1m])\n  / rate(login_request_latency_seconds_count[1m])"
+                ),
+                (20, "up"),
+            ]
+        );
+        assert!(
+            blocks
+                .iter()
+                .all(|block| block.file == Path::new("sample.md"))
+        );
+    }
+
+    #[test]
+    fn the_language_must_be_exactly_promql() {
+        assert!(is_promql("promql"));
+        assert!(is_promql("promql,ignore"));
+        assert!(is_promql("promql title=x"));
+        assert!(!is_promql("promqlx"));
+        assert!(!is_promql("text"));
+        assert!(!is_promql(""));
+    }
+
+    #[test]
+    fn the_book_has_promql_blocks() {
+        let blocks = promql_blocks().expect("book/src is readable");
+        assert!(
+            !blocks.is_empty(),
+            "no ```promql block found under {}",
+            book_src_dir().display()
+        );
+        assert!(blocks.iter().all(|block| !block.query.is_empty()));
+    }
+}
