@@ -39,8 +39,18 @@ impl TestServer {
 
     /// Starts a server with the given state on `ip`.
     pub async fn start_with(ip: IpAddr, state: AppState) -> std::io::Result<Self> {
-        let app_listener = TcpListener::bind((ip, 0)).await?;
-        let metrics_listener = TcpListener::bind((ip, 0)).await?;
+        Self::start_at(SocketAddr::new(ip, 0), SocketAddr::new(ip, 0), state).await
+    }
+
+    /// Starts a server with the given state on exact addresses; a test that
+    /// restarts the server uses it to come back on the port Prometheus scrapes.
+    pub async fn start_at(
+        app_addr: SocketAddr,
+        metrics_addr: SocketAddr,
+        state: AppState,
+    ) -> std::io::Result<Self> {
+        let app_listener = TcpListener::bind(app_addr).await?;
+        let metrics_listener = TcpListener::bind(metrics_addr).await?;
         let local = |addr: SocketAddr| {
             if addr.ip().is_unspecified() {
                 SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
@@ -98,4 +108,37 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// Sends `good` valid logins, `bad` wrong-password logins and `malformed`
+/// bodies to `login_url`, checking that each gets the status the book promises
+/// (200, 401, 400).
+pub async fn send_logins(
+    login_url: &str,
+    good: usize,
+    bad: usize,
+    malformed: usize,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let plan = [
+        (good, r#"{"username":"user","password":"pass"}"#, 200),
+        (bad, r#"{"username":"user","password":"wrong"}"#, 401),
+        (malformed, r#"{"username":"#, 400),
+    ];
+    for (count, body, expected) in plan {
+        for _ in 0..count {
+            let response = client
+                .post(login_url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().as_u16() == expected,
+                "POST {login_url} {body}: expected {expected}, got {}",
+                response.status()
+            );
+        }
+    }
+    Ok(())
 }

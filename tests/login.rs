@@ -1,6 +1,7 @@
 //! Claims the book makes about `POST /login`, one test each. Every test builds
 //! its own state, so counters start at zero and tests run in parallel.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -267,17 +268,14 @@ async fn other_paths_return_json_404_and_are_not_counted_as_logins() {
     assert_eq!(state.metrics.latency_count(), 0);
 }
 
+async fn buggy_handler() -> StatusCode {
+    panic!("bug in a handler")
+}
+
 #[tokio::test]
 async fn a_panic_becomes_a_json_500_and_is_counted() {
     let state = state();
-    let panicking = instrument(
-        post(|| async {
-            panic!("bug in a handler");
-            #[allow(unreachable_code)]
-            ()
-        }),
-        Arc::clone(&state.metrics),
-    );
+    let panicking = instrument(post(buggy_handler), Arc::clone(&state.metrics));
     let router: Router = Router::new()
         .route("/login", panicking)
         .with_state(state.clone());
@@ -371,7 +369,6 @@ async fn exposition_passes_promtool_check_metrics() {
         }
         Err(error) => panic!("promtool is required in CI: {error}"),
     };
-    use std::io::Write;
     child
         .stdin
         .take()

@@ -34,51 +34,76 @@ fn field(line: &str, key: &str) -> Option<String> {
     Some(line[start..].split_whitespace().next()?.to_owned())
 }
 
-#[tokio::test]
-async fn login_server_example_serves_login_and_metrics_on_two_ports() {
+/// The running example, where it listens, and every line it logs.
+struct Server {
+    process: Running,
+    login: String,
+    metrics: String,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts the example on free loopback ports and waits for its "listening" line.
+fn start_server() -> Server {
     let mut child = example("login_server")
         .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let server = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if line.contains("listening") {
+    let (tx, lines) = std::sync::mpsc::channel();
+    for output in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
+        });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the server logs where it listens");
+        if line.contains("listening") {
+            break line;
         }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server logs where it listens");
-    let login = field(&line, "login").unwrap_or_else(|| panic!("no login= in {line:?}"));
-    let metrics = field(&line, "metrics").unwrap_or_else(|| panic!("no metrics= in {line:?}"));
+    };
+    Server {
+        process: Running(child),
+        login: field(&line, "login").unwrap_or_else(|| panic!("no login= in {line:?}")),
+        metrics: field(&line, "metrics").unwrap_or_else(|| panic!("no metrics= in {line:?}")),
+        lines,
+    }
+}
 
-    let client = reqwest::Client::new();
-    let ok = client
-        .post(format!("http://{login}/login"))
-        .json(&json!({"username": "user", "password": "pass"}))
+async fn post_login(server: &Server, username: &str, password: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("http://{}/login", server.login))
+        .json(&json!({"username": username, "password": password}))
         .send()
         .await
-        .unwrap();
-    assert_eq!(ok.status(), reqwest::StatusCode::OK);
-    let denied = client
-        .post(format!("http://{login}/login"))
-        .json(&json!({"username": "wrong_user", "password": "wrong_pass"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), reqwest::StatusCode::UNAUTHORIZED);
+        .unwrap()
+        .status()
+}
 
-    let text = client
-        .get(format!("http://{metrics}/metrics"))
-        .send()
+#[tokio::test]
+async fn login_server_example_serves_login_and_metrics_on_two_ports() {
+    let server = start_server();
+    assert_eq!(
+        post_login(&server, "user", "pass").await,
+        reqwest::StatusCode::OK
+    );
+    assert_eq!(
+        post_login(&server, "wrong_user", "wrong_pass").await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let text = reqwest::get(format!("http://{}/metrics", server.metrics))
         .await
         .unwrap()
         .text()
@@ -96,7 +121,42 @@ async fn login_server_example_serves_login_and_metrics_on_two_ports() {
         text.contains("login_request_latency_seconds_count 2"),
         "{text}"
     );
-    drop(server);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn login_server_example_stops_cleanly_on_sigterm_and_never_logs_passwords() {
+    let mut server = start_server();
+    let secret = "Tr0ub4dor-and-3";
+    assert_eq!(
+        post_login(&server, "user", secret).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    let pid = server.process.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let log: Vec<String> = server.lines.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("status=401")),
+        "a request log line: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains(secret)),
+        "the password leaked into the log"
+    );
 }
 
 #[test]
