@@ -12,4 +12,5 @@
 //! - `DOCKER_HOST`: the Docker endpoint, as for any testcontainers user.
 
 pub mod docker;
+pub mod grafana;
 pub mod prometheus;

@@ -1,0 +1,557 @@
+//! The Grafana files, checked without Grafana: they parse into the typed structs of
+//! `login_metrics::dashboard`, every panel is complete and points at the provisioned
+//! data source, the compose stack is valid, and every panel's query — with
+//! Grafana's built-in variables replaced the way Grafana replaces them — returns
+//! data from a real Prometheus scraping a real server that received traffic.
+
+#[path = "support/traffic.rs"]
+mod traffic;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use login_metrics::dashboard::{
+    DASHBOARD_UID, DATASOURCE_UID, Dashboard, DashboardProvisioning, DataSourceProvisioning, Panel,
+    QueryContext, dashboard_file, dashboard_provider_file, datasource_file, env_reference,
+    load_dashboard, load_yaml,
+};
+use login_metrics::harness::prometheus::Prometheus;
+use login_metrics::harness::{grafana, prometheus};
+use login_metrics::testing::TestServer;
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The scrape interval of the test harness' Prometheus (it rewrites prometheus.yml to 1 s).
+const HARNESS_SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+/// Roughly the width in pixels of a panel on a laptop screen: Grafana's `maxDataPoints`.
+const PANEL_POINTS: u32 = 1000;
+const DATA_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The original tutorial's queries, verbatim, with the panel title showing each.
+const SEED_PANELS: [(&str, &str); 3] = [
+    (
+        "Successful logins (200) per second",
+        r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
+    ),
+    (
+        "Client errors (4xx) per second",
+        r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
+    ),
+    (
+        "Average latency",
+        "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
+    ),
+];
+
+fn dashboard() -> Dashboard {
+    load_dashboard(&dashboard_file()).unwrap()
+}
+
+fn yaml(path: &str) -> Yaml {
+    let path = Path::new(ROOT).join(path);
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The job of `prometheus.yml` that scrapes the login server (the target on :8000).
+fn login_job_name() -> String {
+    let config = yaml("prometheus.yml");
+    config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|job| {
+            job["static_configs"][0]["targets"]
+                .as_sequence()
+                .is_some_and(|t| {
+                    t.iter()
+                        .any(|t| t.as_str().is_some_and(|t| t.ends_with(":8000")))
+                })
+        })
+        .and_then(|job| job["job_name"].as_str())
+        .expect("a job scraping :8000 in prometheus.yml")
+        .to_owned()
+}
+
+#[test]
+fn the_data_source_is_provisioned_with_a_fixed_uid_and_settings_from_the_environment() {
+    let provisioning: DataSourceProvisioning = load_yaml(&datasource_file()).unwrap();
+    assert_eq!(provisioning.api_version, 1);
+    let [datasource] = provisioning.datasources.as_slice() else {
+        panic!("exactly one data source: {provisioning:?}");
+    };
+    assert_eq!(datasource.kind, "prometheus");
+    assert_eq!(datasource.uid, DATASOURCE_UID);
+    assert_eq!(datasource.access.as_deref(), Some("proxy"));
+    assert!(datasource.is_default);
+    assert!(
+        !datasource.editable,
+        "provisioned settings are not edited in the UI"
+    );
+    assert_eq!(env_reference(&datasource.url), Some("PROMETHEUS_URL"));
+    let time_interval = datasource
+        .json_data
+        .time_interval
+        .as_deref()
+        .unwrap_or_default();
+    assert_eq!(
+        env_reference(time_interval),
+        Some("PROMETHEUS_SCRAPE_INTERVAL")
+    );
+}
+
+#[test]
+fn the_dashboard_provider_loads_the_dashboards_directory() {
+    let provisioning: DashboardProvisioning = load_yaml(&dashboard_provider_file()).unwrap();
+    assert_eq!(provisioning.api_version, 1);
+    let [provider] = provisioning.providers.as_slice() else {
+        panic!("exactly one provider: {provisioning:?}");
+    };
+    assert_eq!(provider.kind, "file");
+    assert!(
+        !provider.allow_ui_updates,
+        "the repository is the source of truth"
+    );
+    assert_eq!(provider.options.path, grafana::CONTAINER_DASHBOARDS_DIR);
+}
+
+#[test]
+fn the_dashboard_has_a_fixed_uid_and_a_current_schema() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard.uid, DASHBOARD_UID);
+    assert!(!dashboard.title.is_empty());
+    assert!(
+        dashboard.schema_version >= 41,
+        "schemaVersion {}",
+        dashboard.schema_version
+    );
+    assert_eq!(dashboard.time.to, "now");
+    let ids: BTreeSet<u32> = dashboard.panels.iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), dashboard.panels.len(), "panel ids are unique");
+}
+
+#[test]
+fn every_panel_has_a_title_a_unit_thresholds_and_the_provisioned_data_source() {
+    let dashboard = dashboard();
+    assert!(!dashboard.panels.is_empty());
+    for panel in &dashboard.panels {
+        let what = format!("panel {} {:?}", panel.id, panel.title);
+        assert!(!panel.title.trim().is_empty(), "{what}: title");
+        assert!(
+            panel.description.as_deref().is_some_and(|d| !d.is_empty()),
+            "{what}: description"
+        );
+        let unit = panel
+            .field_config
+            .defaults
+            .unit
+            .as_deref()
+            .unwrap_or_default();
+        assert!(!unit.is_empty(), "{what}: unit");
+        let datasource = panel.datasource.as_ref().expect("panel data source");
+        assert_eq!(
+            (datasource.kind.as_str(), datasource.uid.as_str()),
+            ("prometheus", DATASOURCE_UID),
+            "{what}"
+        );
+        let thresholds = panel
+            .field_config
+            .defaults
+            .thresholds
+            .as_ref()
+            .expect("thresholds");
+        assert_eq!(
+            thresholds.steps[0].value, None,
+            "{what}: the first step is the base"
+        );
+        assert!(
+            thresholds
+                .steps
+                .windows(2)
+                .all(|w| w[0].value.unwrap_or(f64::MIN) < w[1].value.unwrap_or(f64::MIN)),
+            "{what}: thresholds ascend"
+        );
+        assert!(!panel.targets.is_empty(), "{what}: queries");
+        let ref_ids: BTreeSet<&str> = panel.targets.iter().map(|t| t.ref_id.as_str()).collect();
+        assert_eq!(ref_ids.len(), panel.targets.len(), "{what}: refIds unique");
+        for target in &panel.targets {
+            assert_eq!(
+                target.datasource.as_ref(),
+                Some(datasource),
+                "{what} {}",
+                target.ref_id
+            );
+            assert!(!target.expr.trim().is_empty());
+            assert!(target.range, "{what}: range query");
+            assert!(
+                target
+                    .legend_format
+                    .as_deref()
+                    .is_some_and(|l| !l.is_empty()),
+                "{what}: legend"
+            );
+        }
+        let grid = panel.grid_pos;
+        assert!(
+            grid.x + grid.w <= 24 && grid.w > 0 && grid.h > 0,
+            "{what}: {grid:?}"
+        );
+    }
+}
+
+#[test]
+fn panels_do_not_overlap() {
+    let dashboard = dashboard();
+    let cells = |p: &Panel| {
+        let g = p.grid_pos;
+        (g.x..g.x + g.w).flat_map(move |x| (g.y..g.y + g.h).map(move |y| (x, y)))
+    };
+    let mut owner = BTreeMap::new();
+    for panel in &dashboard.panels {
+        for cell in cells(panel) {
+            if let Some(other) = owner.insert(cell, panel.id) {
+                panic!("panels {other} and {} overlap at {cell:?}", panel.id);
+            }
+        }
+    }
+}
+
+#[test]
+fn range_windows_are_rate_interval_not_hard_coded() {
+    let windows = regex::Regex::new(r"\[([^\]]*)\]").unwrap();
+    for (panel, target) in dashboard().queries() {
+        for window in windows.captures_iter(&target.expr) {
+            assert_eq!(
+                &window[1], "$__rate_interval",
+                "{:?}: {}",
+                panel.title, target.expr
+            );
+        }
+    }
+}
+
+#[test]
+fn the_seed_queries_are_kept_with_rate_interval_instead_of_one_minute() {
+    let dashboard = dashboard();
+    for (title, seed) in SEED_PANELS {
+        let panel = dashboard
+            .panel(title)
+            .unwrap_or_else(|| panic!("panel {title:?}"));
+        assert_eq!(panel.targets.len(), 1);
+        assert_eq!(
+            panel.targets[0].expr.replace("$__rate_interval", "1m"),
+            seed,
+            "{title}"
+        );
+    }
+    for (title, unit) in [
+        ("Successful logins (200) per second", "reqps"),
+        ("Client errors (4xx) per second", "reqps"),
+        ("Average latency", "s"),
+    ] {
+        assert_eq!(
+            dashboard
+                .panel(title)
+                .unwrap()
+                .field_config
+                .defaults
+                .unit
+                .as_deref(),
+            Some(unit)
+        );
+    }
+}
+
+#[test]
+fn the_sre_panels_are_there() {
+    let dashboard = dashboard();
+
+    let percentiles = dashboard
+        .panel("Latency percentiles (p50, p95, p99)")
+        .unwrap();
+    let bucket_rate = "sum by (le) (rate(login_request_latency_seconds_bucket[$__rate_interval]))";
+    let quantiles: Vec<(String, String)> = percentiles
+        .targets
+        .iter()
+        .map(|t| (t.expr.clone(), t.legend_format.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        quantiles,
+        [("0.50", "p50"), ("0.95", "p95"), ("0.99", "p99")].map(|(q, l)| (
+            format!("histogram_quantile({q}, {bucket_rate})"),
+            l.to_owned()
+        ))
+    );
+    assert_eq!(percentiles.field_config.defaults.unit.as_deref(), Some("s"));
+
+    let ratio = dashboard.panel("Login success ratio").unwrap();
+    assert_eq!(
+        ratio.field_config.defaults.unit.as_deref(),
+        Some("percentunit")
+    );
+    assert_eq!(
+        (
+            ratio.field_config.defaults.min,
+            ratio.field_config.defaults.max
+        ),
+        (Some(0.0), Some(1.0))
+    );
+
+    let by_code = dashboard.panel("Requests by status code").unwrap();
+    assert_eq!(
+        by_code.field_config.defaults.custom["stacking"]["mode"],
+        "normal"
+    );
+    assert_eq!(
+        by_code.targets[0].legend_format.as_deref(),
+        Some("{{status_code}}")
+    );
+    assert!(
+        by_code.targets[0]
+            .expr
+            .starts_with("sum by (status_code) (rate(login_requests_total[")
+    );
+
+    let up = dashboard.panel("Target up").unwrap();
+    assert_eq!(
+        up.targets[0].expr,
+        format!("up{{job=\"{}\"}}", login_job_name())
+    );
+    assert!(
+        !up.field_config.defaults.mappings.is_empty(),
+        "0/1 shown as DOWN/UP"
+    );
+
+    let in_flight = dashboard.panel("Requests in flight").unwrap();
+    assert!(
+        in_flight.targets[0]
+            .expr
+            .contains("login_requests_in_flight")
+    );
+}
+
+#[test]
+fn the_docker_prometheus_config_is_the_repository_one_with_the_host_as_target() {
+    let mut docker = yaml("deploy/prometheus.docker.yml");
+    let original = yaml("prometheus.yml");
+    let targets = &mut docker["scrape_configs"][0]["static_configs"][0]["targets"];
+    assert_eq!(targets[0], "host.docker.internal:8000");
+    targets[0] = "localhost:8000".into();
+    assert_eq!(docker, original);
+}
+
+/// `docker compose` (v2) or `docker-compose` (v1), whichever answers.
+fn compose_command() -> Option<Vec<&'static str>> {
+    [vec!["docker", "compose"], vec!["docker-compose"]]
+        .into_iter()
+        .find(|cmd| {
+            Command::new(cmd[0])
+                .args(&cmd[1..])
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(cmd[0]);
+    command
+        .args(&cmd[1..])
+        .args(["--file", "docker-compose.yml", "config"])
+        .current_dir(ROOT)
+        .env_remove("GRAFANA_ADMIN_PASSWORD")
+        .env_remove("GRAFANA_ANONYMOUS_ENABLED");
+    if let Some(password) = password {
+        command.env("GRAFANA_ADMIN_PASSWORD", password);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_compose_stack_is_valid_and_needs_an_admin_password() {
+    let Some(cmd) = compose_command() else {
+        eprintln!("skipped: neither `docker compose` nor `docker-compose` is installed");
+        return;
+    };
+    let output = compose_config(&cmd, Some("test-password"));
+    assert!(
+        output.status.success(),
+        "{} config: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    assert_eq!(services["prometheus"]["image"], prometheus::DEFAULT_IMAGE);
+    assert_eq!(services["grafana"]["image"], grafana::DEFAULT_IMAGE);
+    let env = &services["grafana"]["environment"];
+    assert_eq!(env["GF_SECURITY_ADMIN_PASSWORD"], "test-password");
+    assert_eq!(
+        env["GF_AUTH_ANONYMOUS_ENABLED"], "false",
+        "anonymous access is opt-in"
+    );
+    assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
+    assert_eq!(env["PROMETHEUS_URL"], "http://prometheus:9090");
+    assert_eq!(
+        env["PROMETHEUS_SCRAPE_INTERVAL"],
+        yaml("deploy/prometheus.docker.yml")["global"]["scrape_interval"],
+        "Grafana's timeInterval is Prometheus' scrape interval"
+    );
+    let extra_hosts = format!("{:?}", services["prometheus"]["extra_hosts"]);
+    assert!(
+        extra_hosts.contains("host.docker.internal:host-gateway"),
+        "{extra_hosts}"
+    );
+
+    let without = compose_config(&cmd, None);
+    assert!(
+        !without.status.success(),
+        "compose must refuse to start without a password"
+    );
+    assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
+}
+
+/// A range query the way Grafana sends it: start and end aligned to the step.
+async fn query_range(
+    prometheus: &Prometheus,
+    promql: &str,
+    ctx: &QueryContext,
+) -> anyhow::Result<Value> {
+    let step = ctx.interval.as_secs().max(1);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let end = now - now % step;
+    let start = end.saturating_sub(30);
+    let url = format!("{}/api/v1/query_range", prometheus.base_url());
+    let body: Value = reqwest::Client::new()
+        .get(&url)
+        .query(&[
+            ("query", promql.to_owned()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.to_string()),
+        ])
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .json()
+        .await?;
+    if body["status"] != "success" {
+        bail!("query_range `{promql}`: {body}");
+    }
+    Ok(body["data"]["result"].clone())
+}
+
+fn numbers(result: &Value) -> Vec<f64> {
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series["values"].as_array().cloned().unwrap_or_default())
+        .chain(
+            result
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s["value"].clone()),
+        )
+        .filter_map(|sample| {
+            sample
+                .get(1)
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+        })
+        .filter(|v: &f64| !v.is_nan())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let Some(prometheus) = Prometheus::start(server.metrics_addr.port()).await.unwrap() else {
+        return; // the harness printed why
+    };
+    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+    prometheus
+        .wait_for_target_health("up", Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let dashboard = dashboard();
+    let range = parse_relative(&dashboard.time.from);
+    let ctx = QueryContext::for_panel(range, PANEL_POINTS, HARNESS_SCRAPE_INTERVAL);
+    assert_eq!(ctx.rate_interval(), Duration::from_secs(4), "{ctx:?}");
+
+    // ANCHOR: every_query
+    for (panel, target) in dashboard.queries() {
+        let promql = ctx.expand(&target.expr);
+        assert!(!promql.contains('$'), "unexpanded variable in {promql}");
+        let what = format!("{:?} {} `{promql}`", panel.title, target.ref_id);
+        let instant = prometheus
+            .wait_for_data(&promql, DATA_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        // The range query's end is aligned down to the step, so it may miss the
+        // newest sample for a moment: poll it too.
+        let deadline = Instant::now() + DATA_TIMEOUT;
+        loop {
+            let ranged = query_range(&prometheus, &promql, &ctx).await.unwrap();
+            if !numbers(&ranged).is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: range query gave no numbers: {ranged}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        eprintln!("{what}: {}", numbers(&instant).first().unwrap_or(&f64::NAN));
+        assert!(!traffic.failed(), "the traffic generator stopped early");
+    }
+    // ANCHOR_END: every_query
+
+    // Values that must hold, not just exist.
+    let up = numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
+    assert_eq!(up, [1.0]);
+    let ratio_panel = dashboard.panel("Login success ratio").unwrap();
+    let ratio = numbers(
+        &prometheus
+            .wait_for_data(&ctx.expand(&ratio_panel.targets[0].expr), DATA_TIMEOUT)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        ratio[0] > 0.0 && ratio[0] < 1.0,
+        "one good login in three: {ratio:?}"
+    );
+
+    let counts = traffic.stop().await.unwrap();
+    assert!(
+        counts.ok > 0 && counts.unauthorized > 0 && counts.bad_request > 0,
+        "{counts:?}"
+    );
+}
+
+/// `now-15m` → 15 minutes (the dashboard's default range).
+fn parse_relative(from: &str) -> Duration {
+    let spec = from
+        .strip_prefix("now-")
+        .expect("a relative range like now-15m");
+    let (number, unit) = spec.split_at(spec.find(|c: char| !c.is_ascii_digit()).unwrap());
+    let n: u64 = number.parse().unwrap();
+    Duration::from_secs(
+        n * match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => panic!("unit {other:?} in {from}"),
+        },
+    )
+}

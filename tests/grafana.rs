@@ -1,0 +1,216 @@
+//! The dashboard through a real Grafana: provisioning loads, the data source
+//! reaches Prometheus, the dashboard is served by uid, and every panel's query,
+//! sent to `POST /api/ds/query` the way the panel sends it, returns values.
+//!
+//! Needs Docker and a Grafana image (`GRAFANA_IMAGE`, default
+//! `login_metrics::harness::grafana::DEFAULT_IMAGE`, pulled when missing). Where
+//! neither exists the test prints one line saying so and passes:
+//!
+//! ```sh
+//! GRAFANA_IMAGE=grafana/grafana:12.4.3 cargo test --test grafana -- --nocapture
+//! ```
+
+#[path = "support/traffic.rs"]
+mod traffic;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use login_metrics::dashboard::{
+    DASHBOARD_UID, DATASOURCE_UID, Dashboard, Panel, QueryContext, Target, dashboard_file,
+    load_dashboard,
+};
+use login_metrics::harness::docker;
+use login_metrics::harness::grafana::Grafana;
+use login_metrics::harness::prometheus::Prometheus;
+use login_metrics::testing::TestServer;
+use serde_json::{Value, json};
+
+/// What the Grafana data source is told: the harness' Prometheus scrapes every second.
+const SCRAPE_INTERVAL: &str = "1s";
+/// The time range of the queries and the panel width in points, as a browser sends them.
+const RANGE: &str = "now-5m";
+const RANGE_SECS: u64 = 300;
+const MAX_DATA_POINTS: u32 = 1000;
+const DATA_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ANCHOR: panel_request
+/// The body a dashboard panel posts to `/api/ds/query` for one of its targets: the
+/// target as saved in the dashboard plus what the browser adds (`intervalMs`,
+/// `maxDataPoints`, the time range).
+fn panel_request(target: &Target, ctx: &QueryContext) -> Value {
+    let mut query = serde_json::to_value(target).unwrap();
+    let fields = query.as_object_mut().unwrap();
+    fields.insert(
+        "intervalMs".into(),
+        json!(u64::try_from(ctx.interval.as_millis()).unwrap()),
+    );
+    fields.insert("maxDataPoints".into(), json!(MAX_DATA_POINTS));
+    json!({ "from": RANGE, "to": "now", "queries": [query] })
+}
+// ANCHOR_END: panel_request
+
+/// Every number in every frame of `results.<ref_id>`; `Err` carries Grafana's error.
+fn frame_values(answer: &Value, ref_id: &str) -> Result<Vec<f64>, String> {
+    let result = &answer["results"][ref_id];
+    if let Some(error) = result["error"].as_str() {
+        return Err(error.to_owned());
+    }
+    let frames = result["frames"].as_array().ok_or("no frames")?;
+    Ok(frames
+        .iter()
+        .filter_map(|frame| frame["data"]["values"].as_array())
+        // values[0] is the time column; the rest are the series' values.
+        .flat_map(|columns| columns.iter().skip(1))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_f64)
+        .filter(|v| !v.is_nan())
+        .collect())
+}
+
+async fn wait_for_panel_data(
+    grafana: &Grafana,
+    panel: &Panel,
+    target: &Target,
+    ctx: &QueryContext,
+) {
+    let request = panel_request(target, ctx);
+    let deadline = Instant::now() + DATA_TIMEOUT;
+    loop {
+        let last = match grafana.query(&request).await {
+            Ok(answer) => match frame_values(&answer, &target.ref_id) {
+                Ok(values) if !values.is_empty() => {
+                    eprintln!(
+                        "{:?} {}: {} values",
+                        panel.title,
+                        target.ref_id,
+                        values.len()
+                    );
+                    return;
+                }
+                Ok(_) => format!("frames without values: {answer}"),
+                Err(error) => format!("error: {error}"),
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "panel {:?} query {} `{}` returned no values through Grafana within {DATA_TIMEOUT:?}\n\
+             request: {request}\nlast: {last}\nGrafana log:\n{}",
+            panel.title,
+            target.ref_id,
+            target.expr,
+            grafana.log_tail().await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_returns_data_through_grafana() {
+    // Decide first, before starting anything, whether Grafana can run at all.
+    if let Some(reason) = Grafana::unavailable().await {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let network = docker::unique_name("login-metrics-net");
+    let prometheus_name = docker::unique_name("login-metrics-prometheus");
+    let Some(prometheus) =
+        Prometheus::start_on_network(server.metrics_addr.port(), &network, &prometheus_name)
+            .await
+            .unwrap()
+    else {
+        return; // the harness printed why
+    };
+    let prometheus_url = prometheus
+        .network_url()
+        .expect("a URL on the network")
+        .to_owned();
+    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+
+    let grafana = Grafana::start(&network, &prometheus_url, SCRAPE_INTERVAL)
+        .await
+        .unwrap();
+
+    let health = grafana.health().await.unwrap();
+    assert_eq!(health["database"], "ok", "{health}");
+
+    let datasource = grafana
+        .datasource_health(DATASOURCE_UID)
+        .await
+        .unwrap_or_else(|e| panic!("data source health: {e:#}"));
+    assert_eq!(
+        datasource["status"], "OK",
+        "data source health: {datasource}"
+    );
+
+    // The dashboard Grafana serves is the one in the repository.
+    let answer = grafana.dashboard(DASHBOARD_UID).await.unwrap();
+    let provisioned: Dashboard = serde_json::from_value(answer["dashboard"].clone())
+        .unwrap_or_else(|e| panic!("provisioned dashboard does not parse: {e}: {answer}"));
+    let in_repository = load_dashboard(&dashboard_file()).unwrap();
+    assert_eq!(provisioned.uid, in_repository.uid);
+    let titles = |d: &Dashboard| d.panels.iter().map(|p| p.title.clone()).collect::<Vec<_>>();
+    assert_eq!(titles(&provisioned), titles(&in_repository));
+    assert_eq!(answer["meta"]["provisioned"], true, "{}", answer["meta"]);
+
+    prometheus
+        .wait_for_target_health("up", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ctx = QueryContext::for_panel(
+        Duration::from_secs(RANGE_SECS),
+        MAX_DATA_POINTS,
+        Duration::from_secs(1),
+    );
+    for (panel, target) in provisioned.queries() {
+        wait_for_panel_data(&grafana, panel, target, &ctx).await;
+        assert!(!traffic.failed(), "the traffic generator stopped early");
+    }
+
+    traffic.stop().await.unwrap();
+    // Grafana first: the network goes away with the container that created it.
+    drop(grafana);
+    drop(prometheus);
+}
+
+#[test]
+fn a_panel_request_is_the_target_plus_what_the_browser_adds() {
+    let dashboard = load_dashboard(&dashboard_file()).unwrap();
+    let (_, target) = dashboard.queries().next().unwrap();
+    let ctx = QueryContext::for_panel(
+        Duration::from_secs(RANGE_SECS),
+        MAX_DATA_POINTS,
+        Duration::from_secs(1),
+    );
+    let request = panel_request(target, &ctx);
+    let query = &request["queries"][0];
+    assert_eq!(query["refId"], "A");
+    assert_eq!(query["datasource"]["uid"], DATASOURCE_UID);
+    assert_eq!(query["expr"], target.expr.as_str());
+    assert_eq!(query["range"], true);
+    assert_eq!(query["intervalMs"], 1000);
+    assert_eq!(query["maxDataPoints"], MAX_DATA_POINTS);
+    assert_eq!(request["from"], RANGE);
+}
+
+#[test]
+fn frame_values_reads_grafana_data_frames() {
+    let answer = json!({"results": {"A": {"status": 200, "frames": [
+        {"schema": {"fields": [{"name": "Time"}, {"name": "Value"}]},
+         "data": {"values": [[1_700_000_000_000_u64, 1_700_000_001_000_u64], [0.5, null]]}}
+    ]}}});
+    assert_eq!(frame_values(&answer, "A"), Ok(vec![0.5]));
+    let empty = json!({"results": {"A": {"frames": [{"data": {"values": [[], []]}}]}}});
+    assert_eq!(frame_values(&empty, "A"), Ok(vec![]));
+    let error = json!({"results": {"A": {"error": "bad_data: parse error", "status": 400}}});
+    assert_eq!(
+        frame_values(&error, "A"),
+        Err("bad_data: parse error".to_owned())
+    );
+}

@@ -1,0 +1,213 @@
+//! The scrape path against a real Prometheus: the claims of Steps 2 and 3.
+//!
+//! Each test starts the login server on `0.0.0.0` (a Prometheus container
+//! reaches it through the docker bridge) and a Prometheus from the harness: a
+//! container when Docker answers, else the `prometheus` binary on PATH. With
+//! neither, each test prints one line saying what to install and returns.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use login_metrics::AppState;
+use login_metrics::auth::UserStore;
+use login_metrics::book::promql_blocks;
+use login_metrics::dashboard::QueryContext;
+use login_metrics::harness::prometheus::Prometheus;
+use login_metrics::testing::{TestServer, send_logins};
+use serde_json::Value;
+
+const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+const WAIT: Duration = Duration::from_secs(45);
+
+/// The three queries of the original tutorial, verbatim.
+const SEED_QUERIES: [&str; 3] = [
+    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
+    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
+    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
+];
+
+/// A server and a Prometheus scraping it, or `None` (already explained) when
+/// no Prometheus can run here.
+async fn server_and_prometheus() -> Option<(TestServer, Prometheus)> {
+    let server = TestServer::start(ANY_ADDRESS).await.unwrap();
+    let prometheus = Prometheus::start(server.metrics_addr.port())
+        .await
+        .unwrap()?;
+    eprintln!(
+        "Prometheus ({:?}) at {} scrapes {}",
+        prometheus.backend(),
+        prometheus.base_url(),
+        prometheus.target()
+    );
+    prometheus.wait_for_target_health("up", WAIT).await.unwrap();
+    Some((server, prometheus))
+}
+
+/// The single number of an instant query answer.
+fn scalar(result: &Value) -> f64 {
+    let samples = result.as_array().expect("a vector result");
+    assert_eq!(samples.len(), 1, "expected one series, got {result}");
+    samples[0]["value"][1]
+        .as_str()
+        .expect("a sample value")
+        .parse()
+        .expect("a number")
+}
+
+/// Polls `promql` until its single value equals `expected`.
+async fn wait_for_value(prometheus: &Prometheus, promql: &str, expected: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let result = prometheus.wait_for_data(promql, WAIT).await.unwrap();
+        let value = scalar(&result);
+        if (value - expected).abs() < f64::EPSILON {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{promql} = {value}, expected {expected}; Prometheus log:\n{}",
+            prometheus.logs().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn target_is_up_after_start() {
+    let Some((_server, prometheus)) = server_and_prometheus().await else {
+        return;
+    };
+    let up = format!("up{{job=\"{}\"}}", prometheus.job());
+    wait_for_value(&prometheus, &up, 1.0).await;
+}
+
+#[tokio::test]
+async fn seed_queries_return_data_after_traffic() {
+    let Some((server, prometheus)) = server_and_prometheus().await else {
+        return;
+    };
+    send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
+    for query in SEED_QUERIES {
+        prometheus
+            .wait_for_data(query, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e:#}"));
+    }
+}
+
+#[tokio::test]
+async fn every_promql_block_in_the_book_returns_data() {
+    let blocks = promql_blocks().unwrap();
+    assert!(
+        blocks.len() >= SEED_QUERIES.len(),
+        "the book shows at least the seed's queries"
+    );
+    let Some((server, prometheus)) = server_and_prometheus().await else {
+        return;
+    };
+    send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
+    // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
+    let context = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
+    for block in blocks {
+        let query = context.expand(&block.query);
+        prometheus
+            .wait_for_data(&query, WAIT)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}:{}: `{}` returned no data: {e:#}",
+                    block.file.display(),
+                    block.line,
+                    block.query
+                )
+            });
+    }
+}
+
+#[tokio::test]
+async fn scraped_counters_equal_the_requests_sent_exactly() {
+    let Some((server, prometheus)) = server_and_prometheus().await else {
+        return;
+    };
+    let (good, bad, malformed) = (17, 11, 7);
+    send_logins(&server.login_url(), good, bad, malformed)
+        .await
+        .unwrap();
+    for (code, sent) in [
+        ("200", good),
+        ("401", bad),
+        ("400", malformed),
+        ("415", 0),
+        ("500", 0),
+    ] {
+        let promql = format!("login_requests_total{{status_code=\"{code}\"}}");
+        wait_for_value(
+            &prometheus,
+            &promql,
+            f64::from(u32::try_from(sent).unwrap()),
+        )
+        .await;
+    }
+    let total = f64::from(u32::try_from(good + bad + malformed).unwrap());
+    wait_for_value(&prometheus, "login_request_latency_seconds_count", total).await;
+}
+
+#[tokio::test]
+async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() {
+    let Some((server, prometheus)) = server_and_prometheus().await else {
+        return;
+    };
+    let up = format!("up{{job=\"{}\"}}", prometheus.job());
+    let ok = r#"login_requests_total{status_code="200"}"#;
+    send_logins(&server.login_url(), 20, 0, 0).await.unwrap();
+    wait_for_value(&prometheus, ok, 20.0).await;
+
+    let ports = (server.app_addr.port(), server.metrics_addr.port());
+    server.stop().await.unwrap();
+    prometheus
+        .wait_for_target_health("down", WAIT)
+        .await
+        .unwrap();
+    wait_for_value(&prometheus, &up, 0.0).await;
+
+    // Same ports, fresh process state: the counter starts again from zero.
+    let state = AppState::new(UserStore::with_demo_user());
+    let server = TestServer::start_at(
+        SocketAddr::new(ANY_ADDRESS, ports.0),
+        SocketAddr::new(ANY_ADDRESS, ports.1),
+        state,
+    )
+    .await
+    .unwrap();
+    prometheus.wait_for_target_health("up", WAIT).await.unwrap();
+    send_logins(&server.login_url(), 5, 0, 0).await.unwrap();
+    wait_for_value(&prometheus, ok, 5.0).await;
+
+    let resets = scalar(
+        &prometheus
+            .wait_for_data(&format!("resets({ok}[5m])"), WAIT)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        resets >= 1.0,
+        "Prometheus saw the counter reset: resets = {resets}"
+    );
+    // Without reset handling this would be 5 - 20 < 0; with it, at least 20 + 5.
+    let increase = scalar(
+        &prometheus
+            .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        increase >= 25.0,
+        "increase() across the restart = {increase}, expected >= 25"
+    );
+    for query in SEED_QUERIES {
+        prometheus
+            .wait_for_data(query, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e:#}"));
+    }
+}

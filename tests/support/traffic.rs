@@ -1,0 +1,81 @@
+//! Background login traffic for the end-to-end tests: rounds of one good login,
+//! one wrong password (401) and one malformed body (400), until stopped.
+//!
+//! Queries over `$__rate_interval` (a few seconds in tests) only see requests made
+//! in that window, so the traffic keeps flowing while the tests query.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use tokio::task::JoinHandle;
+
+/// Requests answered, by expected status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub ok: u64,
+    pub unauthorized: u64,
+    pub bad_request: u64,
+}
+
+/// A running traffic generator.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<anyhow::Result<Counts>>,
+}
+
+impl Traffic {
+    /// Starts sending rounds to `login_url`, pausing `pause` between rounds.
+    pub fn start(login_url: String, pause: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()?;
+            let mut counts = Counts::default();
+            while !flag.load(Ordering::Relaxed) {
+                for (body, expected) in [
+                    (r#"{"username":"user","password":"pass"}"#, 200),
+                    (r#"{"username":"user","password":"wrong"}"#, 401),
+                    (r#"{"username":"user","#, 400),
+                ] {
+                    let status = http
+                        .post(&login_url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .with_context(|| format!("POST {login_url}"))?
+                        .status()
+                        .as_u16();
+                    ensure!(
+                        status == expected,
+                        "POST {login_url} {body}: {status}, expected {expected}"
+                    );
+                    match expected {
+                        200 => counts.ok += 1,
+                        401 => counts.unauthorized += 1,
+                        _ => counts.bad_request += 1,
+                    }
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Ok(counts)
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the traffic; fails if any request got an unexpected answer.
+    pub async fn stop(self) -> anyhow::Result<Counts> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.context("traffic task panicked")?
+    }
+
+    /// Whether the generator stopped on its own (an unexpected answer).
+    pub fn failed(&self) -> bool {
+        self.task.is_finished()
+    }
+}
