@@ -25,6 +25,7 @@ use argon2::password_hash::{SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use tokio::sync::Semaphore;
 
+// ANCHOR: stored_hashes
 /// The demo user of the original tutorial, so the seed's requests work as is.
 pub const DEMO_USERNAME: &str = "user";
 
@@ -36,6 +37,7 @@ const DEMO_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$Tpw1LdhjBprkh4E
 /// demo hash: an unknown username is checked against it so that it costs as
 /// much as a wrong password.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$8xd8Acy0yESDDb/Rh+9L3A$lzRV/Cf6I/F8CCsP5YWNMJmi0sQrplY38iMTPeRDu+A";
+// ANCHOR_END: stored_hashes
 
 /// Why a user file could not be loaded. Messages name the line, never its content.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,7 @@ pub struct UserStore {
 // ANCHOR_END: user_store
 
 impl UserStore {
+    // ANCHOR: permits
     /// A store with no users at all.
     #[must_use]
     pub fn empty() -> Self {
@@ -88,6 +91,7 @@ impl UserStore {
             verifications: AtomicU64::new(0),
         }
     }
+    // ANCHOR_END: permits
 
     /// A store with only the demo user `user` / `pass`.
     #[must_use]

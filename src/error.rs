@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+// ANCHOR: api_error
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -21,6 +22,7 @@ pub struct ApiError {
     /// Human-readable explanation.
     pub message: String,
 }
+// ANCHOR_END: api_error
 
 impl ApiError {
     /// An error with a status, a code and a message.

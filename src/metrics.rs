@@ -98,18 +98,22 @@ impl Metrics {
         ] {
             registry.register(collector).expect("unique metric names");
         }
+        // ANCHOR: process_collector
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process metrics registered once");
+        // ANCHOR_END: process_collector
 
+        // ANCHOR: zero_series
         // Touching a label value creates its series at zero.
         let known_codes = STATUS_CODES
             .iter()
             .map(|code| (*code, requests.with_label_values(&[code.as_str()])))
             .collect();
+        // ANCHOR_END: zero_series
 
         Self {
             registry,
@@ -177,6 +181,7 @@ impl Default for Metrics {
     }
 }
 
+// ANCHOR: in_flight_guard
 /// Holds one unit of `login_requests_in_flight`; gives it back when dropped.
 ///
 /// A guard rather than paired `inc`/`dec` calls: when a client disconnects,
@@ -190,6 +195,7 @@ impl Drop for InFlight {
         self.0.dec();
     }
 }
+// ANCHOR_END: in_flight_guard
 
 // ANCHOR: middleware
 /// Middleware that counts and times every response of the routes it wraps.

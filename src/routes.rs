@@ -4,11 +4,13 @@
 //! layers, and the order of the layers is the design:
 //!
 //! ```text
+// ANCHOR: layers
 //! metrics::track        counts and times whatever comes out, 500s included
 //!   TraceLayer          one log line per request: method, status, latency
 //!     CatchPanicLayer   a panic becomes a JSON 500 instead of a dropped connection
 //!       body limit      413 for bodies over LOGIN_BODY_LIMIT
 //!         POST /login   200 or 401; JSON errors 400 / 415; 405 for other methods
+// ANCHOR_END: layers
 //! ```
 
 use std::any::Any;
