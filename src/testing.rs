@@ -142,3 +142,37 @@ pub async fn send_logins(
     }
     Ok(())
 }
+
+/// Runs `promtool` (shipped with Prometheus) with `args`, feeding `stdin`.
+///
+/// Returns `None` after printing one line when promtool is not installed,
+/// except under CI (`CI` set), where a missing promtool is a failure.
+#[must_use]
+pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let spawned = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "skipped: promtool not found ({error}); install Prometheus (e.g. `apt install prometheus`)"
+            );
+            return None;
+        }
+        Err(error) => panic!("promtool is required in CI: {error}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin)
+        .expect("writing to promtool");
+    Some(child.wait_with_output().expect("waiting for promtool"))
+}

@@ -1,7 +1,6 @@
 //! Claims the book makes about `POST /login`, one test each. Every test builds
 //! its own state, so counters start at zero and tests run in parallel.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -353,29 +352,11 @@ async fn exposition_passes_promtool_check_metrics() {
     )
     .await;
     let exposition = state.metrics.render();
-    let child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!(
-                "skipped: promtool not found ({error}); install Prometheus (apt install prometheus)"
-            );
-            return;
-        }
-        Err(error) => panic!("promtool is required in CI: {error}"),
+    let Some(output) =
+        login_metrics::testing::promtool(&["check", "metrics"], exposition.as_bytes())
+    else {
+        return;
     };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
         "promtool check metrics failed:\n{}{}",

@@ -636,7 +636,7 @@ fn read_log(path: &Path) -> String {
 
 /// The repository's `prometheus.yml` rewritten for a test: returns the YAML and the
 /// job name whose target now points at `target`.
-fn config_for(target: &str) -> anyhow::Result<(String, String)> {
+pub fn config_for(target: &str) -> anyhow::Result<(String, String)> {
     let original =
         std::fs::read_to_string(CONFIG_FILE).with_context(|| format!("reading {CONFIG_FILE}"))?;
     rewrite_config(&original, target).with_context(|| format!("rewriting {CONFIG_FILE}"))
