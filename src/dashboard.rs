@@ -394,6 +394,7 @@ pub struct QueryContext {
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 
 impl QueryContext {
+    // ANCHOR: for_panel
     /// The context Grafana computes for a panel `max_data_points` wide (roughly its
     /// width in pixels) showing `range`: the interval is `range / max_data_points`
     /// rounded to a "nice" value, and never below the scrape interval.
@@ -407,6 +408,7 @@ impl QueryContext {
             range,
         }
     }
+    // ANCHOR_END: for_panel
 
     // ANCHOR: rate_interval
     /// `$__rate_interval`: `max($__interval + scrape interval, 4 × scrape interval)`,

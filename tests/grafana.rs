@@ -137,6 +137,7 @@ async fn every_panel_returns_data_through_grafana() {
         .await
         .unwrap();
 
+    // ANCHOR: grafana_checks
     let health = grafana.health().await.unwrap();
     assert_eq!(health["database"], "ok", "{health}");
 
@@ -158,6 +159,7 @@ async fn every_panel_returns_data_through_grafana() {
     let titles = |d: &Dashboard| d.panels.iter().map(|p| p.title.clone()).collect::<Vec<_>>();
     assert_eq!(titles(&provisioned), titles(&in_repository));
     assert_eq!(answer["meta"]["provisioned"], true, "{}", answer["meta"]);
+    // ANCHOR_END: grafana_checks
 
     prometheus
         .wait_for_target_health("up", Duration::from_secs(30))

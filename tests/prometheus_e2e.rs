@@ -105,6 +105,7 @@ async fn every_promql_block_in_the_book_returns_data() {
     let Some((server, prometheus)) = server_and_prometheus().await else {
         return;
     };
+    // ANCHOR: book_blocks
     send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
     // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
     let context = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
@@ -122,6 +123,7 @@ async fn every_promql_block_in_the_book_returns_data() {
                 )
             });
     }
+    // ANCHOR_END: book_blocks
 }
 
 #[tokio::test]
