@@ -6,13 +6,9 @@
 //!
 //! Three choices here matter for monitoring as much as for security:
 //!
-//! * **Hashing runs on the blocking pool.** One argon2 verification takes
-//!   milliseconds of CPU. Run on the async runtime, it would stall every other
-//!   request on that worker, `/metrics` included.
-//! * **At most one verification per core runs at once.** Each one holds about
-//!   19 MiB while it runs; a semaphore keeps a burst of logins from turning into
-//!   gigabytes of memory. Requests wait for a permit instead, and that wait shows
-//!   up honestly in the latency histogram.
+//! * **Hashing runs on a pool of its own** ([`HashingPool`]), one low-priority
+//!   thread per core, never on the async runtime: one argon2 verification is
+//!   milliseconds of CPU and would stall `/metrics` and every other request.
 //! * **An unknown user costs a full verification.** We verify against a dummy
 //!   hash, so the response time does not tell an attacker which usernames exist.
 //!
@@ -23,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::{SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
+
+use crate::hashing::HashingPool;
 
 // ANCHOR: stored_hashes
 /// The demo user of the original tutorial, so the seed's requests work as is.
@@ -74,24 +71,21 @@ pub struct VerifyFailed;
 #[derive(Debug)]
 pub struct UserStore {
     users: HashMap<String, String>,
-    permits: Semaphore,
+    hashing: HashingPool,
     verifications: AtomicU64,
 }
 // ANCHOR_END: user_store
 
 impl UserStore {
-    // ANCHOR: permits
     /// A store with no users at all.
     #[must_use]
     pub fn empty() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Self {
             users: HashMap::new(),
-            permits: Semaphore::new(cores),
+            hashing: HashingPool::per_core(),
             verifications: AtomicU64::new(0),
         }
     }
-    // ANCHOR_END: permits
 
     /// A store with only the demo user `user` / `pass`.
     #[must_use]
@@ -149,23 +143,22 @@ impl UserStore {
 
     // ANCHOR: verify
     /// Checks a username and password. Runs exactly one argon2 verification on
-    /// the blocking pool, whether or not the user exists.
+    /// the hashing pool, whether or not the user exists.
     pub async fn verify(
         self: &std::sync::Arc<Self>,
         username: &str,
         password: String,
     ) -> Result<bool, VerifyFailed> {
         let known = self.users.get(username).cloned();
-        // Waiting here, not in the blocking pool, bounds memory and threads.
-        let _permit = self.permits.acquire().await.map_err(|_| VerifyFailed)?;
         let store = std::sync::Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let hash = known.as_deref().unwrap_or(DUMMY_HASH);
-            let matches = store.check(hash, &password);
-            matches && known.is_some()
-        })
-        .await
-        .map_err(|_| VerifyFailed)
+        self.hashing
+            .run(move || {
+                let hash = known.as_deref().unwrap_or(DUMMY_HASH);
+                let matches = store.check(hash, &password);
+                matches && known.is_some()
+            })
+            .await
+            .map_err(|_| VerifyFailed)
     }
     // ANCHOR_END: verify
 

@@ -4,7 +4,8 @@
 //! book of the same name. The examples stay short because the work is here:
 //!
 //! - [`config`]: flags and environment variables.
-//! - [`auth`]: users as argon2 hashes, verified off the async runtime.
+//! - [`auth`]: users as argon2 hashes, checked without revealing who exists.
+//! - [`hashing`]: the low-priority thread pool that password hashing runs on.
 //! - [`metrics`]: the seed-compatible metrics and the middleware that records them.
 //! - [`routes`]: the router and the layer stack around `/login`.
 //! - [`error`]: the JSON error body.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod harness;
+pub mod hashing;
 pub mod metrics;
 pub mod routes;
 pub mod server;

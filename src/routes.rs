@@ -76,7 +76,7 @@ pub struct LoginOk {
 
 // ANCHOR: handler
 /// `POST /login`: 200 for valid credentials, 401 for anything else.
-async fn login(
+pub async fn login(
     State(state): State<AppState>,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<LoginOk>, ApiError> {
@@ -135,21 +135,27 @@ fn reject(rejection: JsonRejection) -> ApiError {
 /// Wraps a route in the production stack: metrics outermost, so it sees the
 /// final status of everything inside, including panics turned into 500s.
 pub fn instrument(route: MethodRouter<AppState>, metrics: Arc<Metrics>) -> MethodRouter<AppState> {
-    let route = route.fallback(|| async { ApiError::method_not_allowed() });
-    route.layer(
-        ServiceBuilder::new()
-            .layer(middleware::from_fn_with_state(metrics, metrics::track))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|request: &axum::extract::Request| {
-                        // Method and path only: a query string could hold secrets.
-                        tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(CatchPanicLayer::custom(panic_to_500))
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
-    )
+    harden(route).layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// Everything around a route but the metrics: a JSON 405 for other methods,
+/// one log line per request, panics turned into JSON 500s, the body limit.
+pub fn harden(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .fallback(|| async { ApiError::method_not_allowed() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &axum::extract::Request| {
+                            // Method and path only: a query string could hold secrets.
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(CatchPanicLayer::custom(panic_to_500))
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
 }
 // ANCHOR_END: instrument
 
@@ -161,15 +167,23 @@ fn panic_to_500(_panic: Box<dyn Any + Send + 'static>) -> Response {
 // ANCHOR: app
 /// The application router: `POST /login`, instrumented, and JSON 404s.
 pub fn app(state: AppState) -> Router {
+    let login = instrument(post(login), Arc::clone(&state.metrics));
+    with_login(login, state)
+}
+// ANCHOR_END: app
+
+/// [`app`] without the metrics layer, and nothing else changed: what the
+/// benchmarks compare with to measure what the layer costs.
+pub fn app_without_metrics(state: AppState) -> Router {
+    with_login(harden(post(login)), state)
+}
+
+fn with_login(login: MethodRouter<AppState>, state: AppState) -> Router {
     Router::new()
-        .route(
-            "/login",
-            instrument(post(login), Arc::clone(&state.metrics)),
-        )
+        .route("/login", login)
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
 }
-// ANCHOR_END: app
 
 /// The metrics router, served on its own listener: `GET /metrics`.
 pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
