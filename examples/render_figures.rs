@@ -21,7 +21,6 @@ use login_metrics::dashboard::{QueryContext, dashboard_file, load_dashboard};
 use login_metrics::harness::prometheus::Prometheus;
 use login_metrics::testing::TestServer;
 use plotters::prelude::*;
-use serde_json::Value;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
@@ -236,25 +235,9 @@ async fn query_range(
     end: f64,
     step: Duration,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
-    let url = format!("{}/api/v1/query_range", prometheus.base_url());
-    let body: Value = reqwest::Client::new()
-        .get(&url)
-        .query(&[
-            ("query", promql.to_owned()),
-            ("start", format!("{start:.3}")),
-            ("end", format!("{end:.3}")),
-            ("step", format!("{}", step.as_secs_f64())),
-        ])
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .json()
-        .await?;
-    if body["status"] != "success" {
-        bail!("query_range `{promql}`: {body}");
-    }
+    let result = prometheus.query_range(promql, start, end, step).await?;
     let mut points = Vec::new();
-    for series in body["data"]["result"].as_array().into_iter().flatten() {
+    for series in result.as_array().into_iter().flatten() {
         for sample in series["values"].as_array().into_iter().flatten() {
             let t = sample[0].as_f64();
             let v = sample[1].as_str().and_then(|v| v.parse::<f64>().ok());

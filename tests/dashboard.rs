@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
 use login_metrics::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, Dashboard, DashboardProvisioning, DataSourceProvisioning, Panel,
     QueryContext, dashboard_file, dashboard_provider_file, datasource_file, env_reference,
@@ -426,24 +425,10 @@ async fn query_range(
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let end = now - now % step;
     let start = end.saturating_sub(30);
-    let url = format!("{}/api/v1/query_range", prometheus.base_url());
-    let body: Value = reqwest::Client::new()
-        .get(&url)
-        .query(&[
-            ("query", promql.to_owned()),
-            ("start", start.to_string()),
-            ("end", end.to_string()),
-            ("step", step.to_string()),
-        ])
-        .send()
+    #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly.
+    prometheus
+        .query_range(promql, start as f64, end as f64, Duration::from_secs(step))
         .await
-        .with_context(|| format!("GET {url}"))?
-        .json()
-        .await?;
-    if body["status"] != "success" {
-        bail!("query_range `{promql}`: {body}");
-    }
-    Ok(body["data"]["result"].clone())
 }
 
 fn numbers(result: &Value) -> Vec<f64> {

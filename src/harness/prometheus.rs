@@ -509,12 +509,42 @@ impl Prometheus {
         }
     }
 
+    /// A range query from `start` to `end` (Unix seconds) every `step`; returns the
+    /// `data.result` array (a matrix: each series with its `values`).
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> anyhow::Result<Value> {
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{}", step.as_secs_f64())),
+        ];
+        let data = self.api_data("query_range", promql, &params).await?;
+        Ok(data.get("result").cloned().unwrap_or(Value::Null))
+    }
+
     async fn query_data(&self, promql: &str) -> anyhow::Result<Value> {
-        let url = format!("{}/api/v1/query", self.base_url);
+        self.api_data("query", promql, &[("query", promql.to_owned())])
+            .await
+    }
+
+    /// `GET /api/v1/<endpoint>` with `params`; the `data` of a successful answer.
+    async fn api_data(
+        &self,
+        endpoint: &str,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}/api/v1/{endpoint}", self.base_url);
         let response = self
             .http
             .get(&url)
-            .query(&[("query", promql)])
+            .query(params)
             .send()
             .await
             .with_context(|| format!("GET {url}?query={promql}"))?;
