@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,7 +30,7 @@ use tracing::Level;
 
 use crate::auth::UserStore;
 use crate::error::ApiError;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{Metrics, TrackLayer};
 
 /// Largest accepted login body. Credentials are small; anything bigger is
 /// either a mistake or an attempt to make us buffer memory.
@@ -135,16 +135,22 @@ fn reject(rejection: JsonRejection) -> ApiError {
 /// Wraps a route in the production stack: metrics outermost, so it sees the
 /// final status of everything inside, including panics turned into 500s.
 pub fn instrument(route: MethodRouter<AppState>, metrics: Arc<Metrics>) -> MethodRouter<AppState> {
-    harden(route).layer(middleware::from_fn_with_state(metrics, metrics::track))
+    stack(route, Some(TrackLayer::new(metrics)))
 }
 
 /// Everything around a route but the metrics: a JSON 405 for other methods,
 /// one log line per request, panics turned into JSON 500s, the body limit.
 pub fn harden(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    stack(route, None)
+}
+
+/// One `layer` call for the whole stack: each call boxes the route again.
+fn stack(route: MethodRouter<AppState>, track: Option<TrackLayer>) -> MethodRouter<AppState> {
     route
         .fallback(|| async { ApiError::method_not_allowed() })
         .layer(
             ServiceBuilder::new()
+                .option_layer(track)
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &axum::extract::Request| {
