@@ -161,9 +161,9 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!(
+            crate::testing::report(&format!(
                 "skipped: promtool not found ({error}); install Prometheus (e.g. `apt install prometheus`)"
-            );
+            ));
             return None;
         }
         Err(error) => panic!("promtool is required in CI: {error}"),
@@ -175,4 +175,13 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
         .write_all(stdin)
         .expect("writing to promtool");
     Some(child.wait_with_output().expect("waiting for promtool"))
+}
+
+/// Prints one line (a skip and its reason, or a fallback) to the process's
+/// real standard error. `cargo test` captures `println!`/`eprintln!` of
+/// passing tests, which would hide why a test did not run; a direct write
+/// to stderr is not captured.
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -374,7 +374,9 @@ fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output 
 #[test]
 fn the_compose_stack_is_valid_and_needs_an_admin_password() {
     let Some(cmd) = compose_command() else {
-        eprintln!("skipped: neither `docker compose` nor `docker-compose` is installed");
+        login_metrics::testing::report(
+            "skipped: neither `docker compose` nor `docker-compose` is installed",
+        );
         return;
     };
     let output = compose_config(&cmd, Some("test-password"));

@@ -111,7 +111,7 @@ async fn wait_for_panel_data(
 async fn every_panel_returns_data_through_grafana() {
     // Decide first, before starting anything, whether Grafana can run at all.
     if let Some(reason) = Grafana::unavailable().await {
-        eprintln!("skipped: {reason}");
+        login_metrics::testing::report(&format!("skipped: {reason}"));
         return;
     }
 

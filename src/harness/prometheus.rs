@@ -144,10 +144,10 @@ impl Prometheus {
                     // access). Say so, and use the binary if there is one.
                     Err(error) => match find_prometheus_binary() {
                         Some(binary) => {
-                            eprintln!(
+                            crate::testing::report(&format!(
                                 "note: using {} because the Prometheus container did not start: {error:#}",
                                 binary.display()
-                            );
+                            ));
                             Self::start_native(&binary, metrics_port).await.map(Some)
                         }
                         None => Err(error),
@@ -155,13 +155,13 @@ impl Prometheus {
                 },
                 Err(docker_reason) => {
                     if let Some(binary) = find_prometheus_binary() {
-                        eprintln!(
+                        crate::testing::report(&format!(
                             "note: using {} because Docker is unavailable ({docker_reason})",
                             binary.display()
-                        );
+                        ));
                         Self::start_native(&binary, metrics_port).await.map(Some)
                     } else {
-                        eprintln!("{}", nothing_to_run_message(&docker_reason));
+                        crate::testing::report(&nothing_to_run_message(&docker_reason));
                         Ok(None)
                     }
                 }
@@ -178,16 +178,18 @@ impl Prometheus {
         match backend {
             Backend::Container => {
                 if let Err(reason) = docker::available().await {
-                    eprintln!("skipped: Prometheus in Docker is unavailable: {reason}");
+                    crate::testing::report(&format!(
+                        "skipped: Prometheus in Docker is unavailable: {reason}"
+                    ));
                     return Ok(None);
                 }
                 Self::start_container(metrics_port, None).await.map(Some)
             }
             Backend::Native => {
                 let Some(binary) = find_prometheus_binary() else {
-                    eprintln!(
+                    crate::testing::report(
                         "skipped: no `prometheus` binary on PATH (install Prometheus, \
-                         e.g. `apt install prometheus` or https://prometheus.io/download/)"
+                         e.g. `apt install prometheus` or https://prometheus.io/download/)",
                     );
                     return Ok(None);
                 };
@@ -210,14 +212,16 @@ impl Prometheus {
     ) -> anyhow::Result<Option<Prometheus>> {
         let choice = backend_choice()?;
         if choice == Choice::Only(Backend::Native) {
-            eprintln!("skipped: this test needs Prometheus in Docker, but {BACKEND_ENV}=native");
+            crate::testing::report(&format!(
+                "skipped: this test needs Prometheus in Docker, but {BACKEND_ENV}=native"
+            ));
             return Ok(None);
         }
         if let Err(reason) = docker::available().await {
             if choice == Choice::Only(Backend::Container) {
                 bail!("{BACKEND_ENV}=container, but {reason}");
             }
-            eprintln!("skipped: this test needs Docker, but {reason}");
+            crate::testing::report(&format!("skipped: this test needs Docker, but {reason}"));
             return Ok(None);
         }
         Self::start_container(metrics_port, Some(Network { network, name }))
