@@ -393,3 +393,39 @@ async fn metrics_listener_serves_the_text_format_over_http() {
     );
     server.stop().await.unwrap();
 }
+
+/// Polls `condition` every 10 ms for up to 10 s.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn in_flight_gauge_returns_to_zero_when_a_real_client_hangs_up_mid_request() {
+    use tokio::io::AsyncWriteExt;
+    let server = login_metrics::testing::TestServer::start_local()
+        .await
+        .unwrap();
+    let metrics = Arc::clone(&server.state.metrics);
+    let mut client = tokio::net::TcpStream::connect(server.app_addr)
+        .await
+        .unwrap();
+    // Promise 100 bytes of body, send 10: the server waits for the rest.
+    client
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"username\"",
+        )
+        .await
+        .unwrap();
+    eventually("the request is in flight", || metrics.in_flight_now() == 1).await;
+    drop(client);
+    eventually("the gauge is back to zero", || metrics.in_flight_now() == 0).await;
+    server.stop().await.unwrap();
+}
