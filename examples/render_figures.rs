@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use login_metrics::dashboard::{QueryContext, dashboard_file, load_dashboard};
 use login_metrics::harness::prometheus::Prometheus;
-use login_metrics::testing::TestServer;
+use login_metrics::testing::{Login, TestServer};
 use plotters::prelude::*;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.
@@ -184,9 +184,11 @@ async fn run_traffic(login_url: &str) -> anyhow::Result<()> {
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let good = r#"{"username":"user","password":"pass"}"#;
-    let wrong = r#"{"username":"user","password":"guess"}"#;
-    let malformed = r#"{"username":"#;
+    let (good, wrong, malformed) = (
+        Login::Good.body(),
+        Login::WrongPassword.body(),
+        Login::Malformed.body(),
+    );
 
     // (phase, body, pause between requests, concurrent clients)
     let plan: [(usize, &'static str, Duration, usize); 6] = [

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
+use login_metrics::testing::Login;
 use tokio::task::JoinHandle;
 
 /// Requests answered, by expected status.
@@ -37,28 +38,12 @@ impl Traffic {
                 .build()?;
             let mut counts = Counts::default();
             while !flag.load(Ordering::Relaxed) {
-                for (body, expected) in [
-                    (r#"{"username":"user","password":"pass"}"#, 200),
-                    (r#"{"username":"user","password":"wrong"}"#, 401),
-                    (r#"{"username":"user","#, 400),
-                ] {
-                    let status = http
-                        .post(&login_url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .with_context(|| format!("POST {login_url}"))?
-                        .status()
-                        .as_u16();
-                    ensure!(
-                        status == expected,
-                        "POST {login_url} {body}: {status}, expected {expected}"
-                    );
-                    match expected {
-                        200 => counts.ok += 1,
-                        401 => counts.unauthorized += 1,
-                        _ => counts.bad_request += 1,
+                for login in [Login::Good, Login::WrongPassword, Login::Malformed] {
+                    login.send(&http, &login_url).await?;
+                    match login {
+                        Login::Good => counts.ok += 1,
+                        Login::WrongPassword => counts.unauthorized += 1,
+                        Login::Malformed => counts.bad_request += 1,
                     }
                 }
                 tokio::time::sleep(pause).await;
