@@ -2,26 +2,19 @@
 //! an in-process server, and checks its table against the server's own
 //! counters; and checks that it fails loudly when nothing listens.
 
+#[path = "support/example.rs"]
+mod support_example;
+use support_example::example;
+
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use login_metrics::testing::TestServer;
 use reqwest::StatusCode;
 
-/// Builds the example (a no-op after `cargo test` built it) and returns a
-/// command that runs it.
-fn load_example() -> Command {
-    escargot::CargoBuild::new()
-        .example("load")
-        .current_release()
-        .run()
-        .unwrap_or_else(|error| panic!("building example load: {error}"))
-        .command()
-}
-
 /// Runs the example off the async runtime, which keeps serving meanwhile.
 async fn run_load(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || load_example().args(args).output())
+    tokio::task::spawn_blocking(move || example("load").args(args).output())
         .await
         .expect("the load example's runner panicked")
         .expect("the load example starts")

@@ -1,6 +1,10 @@
 //! Runs the `login_server` example binary the way a user does, and talks to it
 //! over HTTP: the README's first command, tested.
 
+#[path = "support/example.rs"]
+mod support_example;
+use support_example::example;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,17 +19,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Builds the example (a no-op after `cargo test` built it) and returns a
-/// command that runs it.
-fn example(name: &str) -> Command {
-    escargot::CargoBuild::new()
-        .example(name)
-        .current_release()
-        .run()
-        .unwrap_or_else(|error| panic!("building example {name}: {error}"))
-        .command()
 }
 
 /// Finds `key=ADDR` in the server's "listening" log line.
