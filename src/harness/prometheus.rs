@@ -169,35 +169,6 @@ impl Prometheus {
         }
     }
 
-    /// Start Prometheus on the given backend, ignoring `LOGIN_METRICS_PROMETHEUS`.
-    /// Returns `Ok(None)` after printing one line when that backend is unavailable.
-    pub async fn start_with_backend(
-        backend: Backend,
-        metrics_port: u16,
-    ) -> anyhow::Result<Option<Prometheus>> {
-        match backend {
-            Backend::Container => {
-                if let Err(reason) = docker::available().await {
-                    crate::testing::report(&format!(
-                        "skipped: Prometheus in Docker is unavailable: {reason}"
-                    ));
-                    return Ok(None);
-                }
-                Self::start_container(metrics_port, None).await.map(Some)
-            }
-            Backend::Native => {
-                let Some(binary) = find_prometheus_binary() else {
-                    crate::testing::report(
-                        "skipped: no `prometheus` binary on PATH (install Prometheus, \
-                         e.g. `apt install prometheus` or https://prometheus.io/download/)",
-                    );
-                    return Ok(None);
-                };
-                Self::start_native(&binary, metrics_port).await.map(Some)
-            }
-        }
-    }
-
     /// Start Prometheus in Docker on the Docker network `network` (created when missing,
     /// removed with its last container) as container `name`, so that other containers
     /// (Grafana) reach it at [`network_url`](Self::network_url) = `http://NAME:9090`.
