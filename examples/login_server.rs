@@ -19,12 +19,7 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=info".into()),
-        )
-        .init();
+    let logging = login_metrics::logging::init();
     let config = Config::parse();
 
     let mut users = if config.no_demo_user {
@@ -57,7 +52,12 @@ async fn main() -> anyhow::Result<()> {
         "listening"
     );
 
-    serve(app, metrics, AppState::new(users), shutdown_signal()).await?;
+    let state = AppState::new(users);
+    state
+        .metrics
+        .registry()
+        .register(Box::new(logging.dropped_lines_collector()))?;
+    serve(app, metrics, state, shutdown_signal()).await?;
     Ok(())
 }
 // ANCHOR_END: main

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use login_metrics::dashboard::{QueryContext, dashboard_file, load_dashboard};
-use login_metrics::harness::prometheus::Prometheus;
-use login_metrics::testing::{Login, TestServer};
+use login_metrics_testkit::dashboard::{QueryContext, dashboard_file, load_dashboard};
+use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::testing::{Login, TestServer};
 use plotters::prelude::*;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.

@@ -9,22 +9,21 @@
 //! - [`metrics`]: the seed-compatible metrics and the middleware that records them.
 //! - [`routes`]: the router and the layer stack around `/login`.
 //! - [`error`]: the JSON error body.
+//! - [`logging`]: one line per request, written off the request path.
 //! - [`server`]: the two listeners and graceful shutdown.
-//! - [`testing`]: an in-process server on free ports for tests.
-//! - [`harness`]: real Prometheus (and Grafana) for end-to-end tests.
-//! - [`book`]: the queries printed in the book, for the tests that run them.
+//!
+//! The machinery the tests use (real Prometheus and Grafana, the book's queries)
+//! is a crate of its own, `login-metrics-testkit`, so none of it is a dependency
+//! of this one.
 
 pub mod auth;
-pub mod book;
 pub mod config;
-pub mod dashboard;
 pub mod error;
-pub mod harness;
 pub mod hashing;
+pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod server;
-pub mod testing;
 
 pub use routes::{AppState, app};
 pub use server::serve;

@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
 
-use login_metrics::book::{book_src_dir, markdown_files, promql_blocks};
+use login_metrics_testkit::book::{book_src_dir, markdown_files, promql_blocks};
 use pulldown_cmark::{Event, Options, Parser, Tag};
 use regex::Regex;
 
@@ -397,11 +397,6 @@ fn html_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Whether this runs in CI (`CI` set, as CI services do, and not to `false` or `0`).
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "false" | "0"))
-}
-
 fn assert_no_problems(what: &str, problems: &[String]) {
     assert!(
         problems.is_empty(),
@@ -433,8 +428,7 @@ fn mdbook_builds_the_book_cleanly() {
             let hint = format!(
                 "{why}; install it with `cargo install mdbook --locked --version {MDBOOK_VERSION}`"
             );
-            assert!(!in_ci(), "CI is set, so the book must be built: {hint}");
-            println!("skipping the mdbook build check: {hint}");
+            login_metrics_testkit::env::skip(&format!("the book is not built: {hint}"));
             return;
         }
     }

@@ -3,11 +3,11 @@
 //! sent to `POST /api/ds/query` the way the panel sends it, returns values.
 //!
 //! Needs Docker and a Grafana image (`GRAFANA_IMAGE`, default
-//! `login_metrics::harness::grafana::DEFAULT_IMAGE`, pulled when missing). Where
+//! `login_metrics_testkit::harness::grafana::DEFAULT_IMAGE`, pulled when missing). Where
 //! neither exists the test prints one line saying so and passes:
 //!
 //! ```sh
-//! GRAFANA_IMAGE=grafana/grafana:12.4.3 cargo test --test grafana -- --nocapture
+//! GRAFANA_IMAGE=grafana/grafana:12.4.11 cargo test --test grafana -- --nocapture
 //! ```
 
 #[path = "support/traffic.rs"]
@@ -16,14 +16,14 @@ mod traffic;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use login_metrics::dashboard::{
+use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, Dashboard, Panel, QueryContext, Target, dashboard_file,
     load_dashboard,
 };
-use login_metrics::harness::docker;
-use login_metrics::harness::grafana::Grafana;
-use login_metrics::harness::prometheus::Prometheus;
-use login_metrics::testing::TestServer;
+use login_metrics_testkit::harness::docker;
+use login_metrics_testkit::harness::grafana::Grafana;
+use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::testing::TestServer;
 use serde_json::{Value, json};
 
 /// What the Grafana data source is told: the harness' Prometheus scrapes every second.
@@ -110,9 +110,8 @@ async fn wait_for_panel_data(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_returns_data_through_grafana() {
     // Decide first, before starting anything, whether Grafana can run at all.
-    if let Some(reason) = Grafana::unavailable().await {
-        login_metrics::testing::report(&format!("skipped: {reason}"));
-        return;
+    if !Grafana::available().await.unwrap() {
+        return; // the harness printed why
     }
 
     let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
@@ -135,7 +134,8 @@ async fn every_panel_returns_data_through_grafana() {
 
     let grafana = Grafana::start(&network, &prometheus_url, SCRAPE_INTERVAL)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("Grafana was found available above");
 
     // ANCHOR: grafana_checks
     let health = grafana.health().await.unwrap();

@@ -7,11 +7,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use login_metrics::harness::docker;
-use login_metrics::harness::prometheus::{BACKEND_ENV, Backend, IMAGE_ENV, Prometheus};
-use testcontainers::core::IntoContainerPort;
-use testcontainers::runners::AsyncRunner;
-use testcontainers::{CopyTargetOptions, ImageExt};
+use login_metrics_testkit::harness::docker;
+use login_metrics_testkit::harness::engine::{Launch, Reach};
+use login_metrics_testkit::harness::prometheus::{self, BACKEND_ENV, Backend, Prometheus};
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -141,28 +139,33 @@ async fn prometheus_on_a_network_is_reachable_by_name() {
         .await
         .unwrap();
 
-    let peer_target = in_network.trim_start_matches("http://");
+    let peer_target = in_network.trim_start_matches("http://").to_owned();
     let peer_config = format!(
         "global: {{scrape_interval: 1s}}\n\
          scrape_configs:\n  - job_name: peer\n    static_configs: [{{targets: ['{peer_target}']}}]\n"
     );
-    let peer = docker::image_from_env(IMAGE_ENV, login_metrics::harness::prometheus::DEFAULT_IMAGE)
-        .with_exposed_port(9090.tcp())
-        .with_cmd([
-            "--config.file=/etc/prometheus/prometheus.yml",
-            "--storage.tsdb.path=/prometheus",
-        ])
-        .with_copy_to(
-            CopyTargetOptions::new("/etc/prometheus/prometheus.yml").with_mode(0o644),
-            peer_config.into_bytes(),
-        )
-        .with_network(&network)
-        .start()
+    let reach = Reach {
+        network: Some((network.clone(), docker::unique_name("prometheus-peer"))),
+        from_containers: false,
+    };
+    let peer = prometheus::ENGINE
+        .start(reach, |ctx| {
+            Ok(Launch {
+                files: vec![("prometheus.yml".into(), peer_config.clone().into_bytes())],
+                args: vec![
+                    format!("--config.file={}/prometheus.yml", ctx.config_dir),
+                    format!("--storage.tsdb.path={}", ctx.data_dir),
+                    format!("--web.listen-address={}", ctx.listen),
+                ],
+                env: Vec::new(),
+            })
+        })
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the first Prometheus ran in a container, so the peer does too");
     let peer_url = format!(
-        "http://127.0.0.1:{}/api/v1/query?query=up%7Bjob%3D%22peer%22%7D",
-        peer.get_host_port_ipv4(9090).await.unwrap()
+        "{}/api/v1/query?query=up%7Bjob%3D%22peer%22%7D",
+        peer.base_url()
     );
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -180,7 +183,7 @@ async fn prometheus_on_a_network_is_reachable_by_name() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "peer never scraped {peer_target}; last answer {last}; peer log:\n{}",
-            docker::container_logs(&peer).await
+            peer.logs().await
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -9,7 +9,7 @@ use support_example::example;
 use std::collections::BTreeMap;
 use std::process::Output;
 
-use login_metrics::testing::TestServer;
+use login_metrics_testkit::testing::TestServer;
 use reqwest::StatusCode;
 
 /// Runs the example off the async runtime, which keeps serving meanwhile.

@@ -12,6 +12,7 @@ use login_metrics::auth::UserStore;
 use login_metrics::metrics::STATUS_CODES;
 use login_metrics::routes::instrument;
 use login_metrics::{AppState, app};
+use login_metrics_testkit::testing::sample;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -326,8 +327,11 @@ async fn every_status_code_series_exists_at_zero_from_start() {
             "missing `{line}` in:\n{exposition}"
         );
     }
-    assert!(exposition.contains("login_request_latency_seconds_count 0"));
-    assert!(exposition.contains("login_requests_in_flight 0"));
+    assert_eq!(
+        sample(&exposition, "login_request_latency_seconds_count"),
+        Some(0.0)
+    );
+    assert_eq!(sample(&exposition, "login_requests_in_flight"), Some(0.0));
 }
 
 #[cfg(target_os = "linux")]
@@ -353,7 +357,7 @@ async fn exposition_passes_promtool_check_metrics() {
     .await;
     let exposition = state.metrics.render();
     let Some(output) =
-        login_metrics::testing::promtool(&["check", "metrics"], exposition.as_bytes())
+        login_metrics_testkit::testing::promtool(&["check", "metrics"], exposition.as_bytes())
     else {
         return;
     };
@@ -367,7 +371,7 @@ async fn exposition_passes_promtool_check_metrics() {
 
 #[tokio::test]
 async fn metrics_listener_serves_the_text_format_over_http() {
-    let server = login_metrics::testing::TestServer::start_local()
+    let server = login_metrics_testkit::testing::TestServer::start_local()
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -387,8 +391,9 @@ async fn metrics_listener_serves_the_text_format_over_http() {
             .starts_with("text/plain")
     );
     let text = response.text().await.unwrap();
-    assert!(
-        text.contains("login_requests_total{status_code=\"200\"} 1"),
+    assert_eq!(
+        sample(&text, r#"login_requests_total{status_code="200"}"#),
+        Some(1.0),
         "{text}"
     );
     server.stop().await.unwrap();
@@ -409,7 +414,7 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
 #[tokio::test]
 async fn in_flight_gauge_returns_to_zero_when_a_real_client_hangs_up_mid_request() {
     use tokio::io::AsyncWriteExt;
-    let server = login_metrics::testing::TestServer::start_local()
+    let server = login_metrics_testkit::testing::TestServer::start_local()
         .await
         .unwrap();
     let metrics = Arc::clone(&server.state.metrics);

@@ -1,8 +1,8 @@
 //! The Prometheus configurations the guide ships pass `promtool check config`,
 //! and so does the rewritten one the tests run.
 
-use login_metrics::harness::prometheus::config_for;
-use login_metrics::testing::promtool;
+use login_metrics_testkit::harness::prometheus::config_for;
+use login_metrics_testkit::testing::promtool;
 
 fn assert_valid_config(name: &str, yaml: &str) {
     let dir = tempfile::tempdir().unwrap();

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
-use login_metrics::book::promql_blocks;
-use login_metrics::dashboard::QueryContext;
-use login_metrics::harness::prometheus::Prometheus;
-use login_metrics::testing::{TestServer, send_logins};
+use login_metrics_testkit::book::promql_blocks;
+use login_metrics_testkit::dashboard::QueryContext;
+use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::testing::{TestServer, send_logins};
 use serde_json::Value;
 
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

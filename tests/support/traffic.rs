@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use login_metrics::testing::Login;
+use login_metrics_testkit::testing::Login;
 use tokio::task::JoinHandle;
 
 /// Requests answered, by expected status.

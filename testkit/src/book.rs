@@ -15,7 +15,7 @@
 //!   fenced as `text`, not `promql`.
 //!
 //! ```no_run
-//! for block in login_metrics::book::promql_blocks()? {
+//! for block in login_metrics_testkit::book::promql_blocks()? {
 //!     println!("{}:{}: {}", block.file.display(), block.line, block.query);
 //! }
 //! # Ok::<(), std::io::Error>(())
@@ -44,9 +44,7 @@ pub struct PromqlBlock {
 /// tools run from a checkout, not for an installed binary.
 #[must_use]
 pub fn book_src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("book")
-        .join("src")
+    crate::repo_root().join("book").join("src")
 }
 
 /// Every `.md` file under `dir`, recursively, sorted by path.

@@ -10,9 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::auth::UserStore;
-use crate::routes::AppState;
-use crate::server::serve;
+use login_metrics::AppState;
+use login_metrics::auth::UserStore;
+use login_metrics::server::serve;
 
 /// A running server; stopped when dropped.
 pub struct TestServer {
@@ -189,8 +189,8 @@ pub async fn send_logins(
 
 /// Runs `promtool` (shipped with Prometheus) with `args`, feeding `stdin`.
 ///
-/// Returns `None` after printing one line when promtool is not installed,
-/// except under CI (`CI` set), where a missing promtool is a failure.
+/// Returns `None` after one `skipped:` line when promtool is not installed; under
+/// CI a missing promtool is a failure (see [`crate::env::skip`]).
 #[must_use]
 pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
     use std::io::Write as _;
@@ -204,13 +204,12 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
-        Err(error) if std::env::var_os("CI").is_none() => {
-            crate::testing::report(&format!(
-                "skipped: promtool not found ({error}); install Prometheus (e.g. `apt install prometheus`)"
+        Err(error) => {
+            crate::env::skip(&format!(
+                "promtool not found ({error}); install Prometheus (e.g. `apt install prometheus`)"
             ));
             return None;
         }
-        Err(error) => panic!("promtool is required in CI: {error}"),
     };
     child
         .stdin
@@ -221,11 +220,57 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
     Some(child.wait_with_output().expect("waiting for promtool"))
 }
 
-/// Prints one line (a skip and its reason, or a fallback) to the process's
-/// real standard error. `cargo test` captures `println!`/`eprintln!` of
-/// passing tests, which would hide why a test did not run; a direct write
-/// to stderr is not captured.
-pub fn report(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+/// The value of one series in a Prometheus text exposition, matched exactly:
+/// `series` is the whole left-hand side of the sample line, such as
+/// `login_requests_total{status_code="200"}`. `None` when no line has it.
+///
+/// Exact matching matters: `text.contains("…{status_code=\"200\"} 1")` also
+/// accepts 10, 15 and 100.
+#[must_use]
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            if key == series {
+                value.parse().ok()
+            } else {
+                None
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPOSITION: &str = "\
+# HELP login_requests_total Login requests answered, by HTTP status code.
+# TYPE login_requests_total counter
+login_requests_total{status_code=\"200\"} 10
+login_requests_total{status_code=\"401\"} 1
+login_request_latency_seconds_count 11
+";
+
+    #[test]
+    fn samples_match_the_whole_series_and_the_whole_value() {
+        assert_eq!(
+            sample(EXPOSITION, r#"login_requests_total{status_code="200"}"#),
+            Some(10.0)
+        );
+        assert_eq!(
+            sample(EXPOSITION, r#"login_requests_total{status_code="401"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(EXPOSITION, "login_request_latency_seconds_count"),
+            Some(11.0)
+        );
+        assert_eq!(
+            sample(EXPOSITION, r#"login_requests_total{status_code="20"}"#),
+            None
+        );
+        assert_eq!(sample(EXPOSITION, "login_requests_total"), None);
+    }
 }

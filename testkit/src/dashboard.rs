@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use login_metrics::dashboard::QueryContext;
+//! use login_metrics_testkit::dashboard::QueryContext;
 //!
 //! // A 15 minute panel 300 points wide, Prometheus scraping every 15 s.
 //! let ctx = QueryContext::for_panel(Duration::from_secs(900), 300, Duration::from_secs(15));
@@ -38,7 +38,7 @@ pub const DASHBOARD_UID: &str = "login-metrics";
 /// Where the Grafana files live in this repository.
 #[must_use]
 pub fn grafana_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana")
+    crate::repo_root().join("grafana")
 }
 
 /// `grafana/provisioning/datasources/prometheus.yml`.

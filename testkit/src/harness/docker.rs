@@ -53,7 +53,7 @@ pub fn docker_host() -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
 }
 
-/// Splits an image reference such as `prom/prometheus:v3.13.5`,
+/// Splits an image reference such as `prom/prometheus:v3.13.4`,
 /// `localhost:5000/team/prometheus:dev`, `prom/prometheus` or
 /// `prom/prometheus@sha256:...` into the `(name, tag)` pair [`GenericImage::new`] takes.
 ///
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn image_references_split_into_name_and_tag() {
         let cases = [
-            ("prom/prometheus:v3.13.5", ("prom/prometheus", "v3.13.5")),
+            ("prom/prometheus:v3.13.4", ("prom/prometheus", "v3.13.4")),
             ("prom/prometheus", ("prom/prometheus", "latest")),
             (
                 "localhost:5000/team/prometheus:dev",

@@ -1,0 +1,20 @@
+//! Real engines for end-to-end tests.
+//!
+//! - [`engine`]: one launcher for every engine: a local or pulled image in Docker, or
+//!   a native binary, on a free port, decided once per test binary, logs in errors.
+//! - [`prometheus`]: [`prometheus::Prometheus`] runs the repository's `prometheus.yml`
+//!   against the server under test.
+//! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
+//! - [`docker`]: Docker availability, image references, unique names, container logs.
+//!
+//! Environment variables, per engine (`PROMETHEUS`, `GRAFANA`):
+//!
+//! - `LOGIN_METRICS_<ENGINE>=container|native|auto` (default `auto`).
+//! - `<ENGINE>_IMAGE`: the image for the container backend (default: the official
+//!   image at the tag pinned in the engine's module).
+//! - `DOCKER_HOST`: the Docker endpoint, as for any testcontainers user.
+
+pub mod docker;
+pub mod engine;
+pub mod grafana;
+pub mod prometheus;

@@ -1,0 +1,29 @@
+//! # login-metrics-testkit
+//!
+//! The machinery behind login-metrics' tests, benchmarks and figures, kept out of
+//! the server crate so that a reader who copies the server copies none of it.
+//!
+//! - [`testing`]: an in-process login server on free ports, the test logins, promtool.
+//! - [`harness`]: real engines (Prometheus today; Alertmanager and VictoriaMetrics use
+//!   the same launcher) from a local image or a native binary, and Grafana in Docker.
+//! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
+//! - [`book`]: the PromQL printed in the book, for the tests that run it.
+//! - [`env`]: whether this is CI, and how a skip or a note reaches the test output.
+
+pub mod book;
+pub mod dashboard;
+pub mod env;
+pub mod harness;
+pub mod testing;
+
+use std::path::{Path, PathBuf};
+
+/// The root of the repository (the `login-metrics` package), where `prometheus.yml`,
+/// `grafana/` and `book/` are. Fixed at compile time: for tests run from a checkout.
+#[must_use]
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ sits inside the repository")
+        .to_path_buf()
+}
