@@ -16,7 +16,7 @@
 //! It prints each run and the median of each, and the ratio the book's appendix
 //! reports: the shipped server's throughput over the bare figure.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
@@ -101,17 +101,7 @@ fn run(
     let mut server = Server(command.spawn()?);
     // The log goes through a pipe that something reads, as in production.
     let mut stdout = server.0.stdout.take().context("stdout")?;
-    let drain = std::thread::spawn(move || {
-        let mut sink = [0u8; 64 * 1024];
-        let mut total = 0usize;
-        while let Ok(n) = stdout.read(&mut sink) {
-            if n == 0 {
-                break;
-            }
-            total += n;
-        }
-        total
-    });
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let mut port_line = String::new();
     BufReader::new(server.0.stderr.take().context("stderr")?).read_line(&mut port_line)?;
     let port: u16 = port_line
