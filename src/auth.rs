@@ -134,8 +134,9 @@ impl UserStore {
         self.users.is_empty()
     }
 
-    /// How many argon2 verifications have run. Tests use it to prove that an
-    /// unknown user costs a verification, without measuring time.
+    /// How many argon2 verifications have run to the end (a match or a computed
+    /// mismatch). Tests use it to prove that an unknown user costs a verification,
+    /// without measuring time.
     #[must_use]
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
@@ -163,12 +164,19 @@ impl UserStore {
     // ANCHOR_END: verify
 
     fn check(&self, phc: &str, password: &str) -> bool {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        PasswordHash::new(phc).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let outcome = Argon2::default().verify_password(password.as_bytes(), &parsed);
+        // Counted only when argon2 actually ran: it matched, or it computed a hash
+        // that did not. A hash that fails to parse, has no hash part or has unusable
+        // parameters costs nothing, and must not look as if it did.
+        let computed = parsed.hash.is_some()
+            && matches!(outcome, Ok(()) | Err(argon2::password_hash::Error::Password));
+        if computed {
+            self.verifications.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome.is_ok()
     }
 }
 
@@ -195,4 +203,38 @@ pub fn hash_password(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 default parameters are valid")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything about a PHC string that decides what verifying it costs.
+    fn cost(phc: &str) -> (String, Option<u32>, argon2::Params, usize, usize) {
+        let parsed = PasswordHash::new(phc).expect("a PHC string");
+        let params = argon2::Params::try_from(&parsed).expect("argon2 parameters");
+        (
+            parsed.algorithm.to_string(),
+            parsed.version,
+            params,
+            parsed.salt.expect("a salt").len(),
+            parsed.hash.expect("a hash").len(),
+        )
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_exactly_what_a_real_users_hash_costs() {
+        let fresh = hash_password("any password");
+        assert_eq!(cost(DUMMY_HASH), cost(&fresh), "the dummy hash against a new user's");
+        assert_eq!(cost(DUMMY_HASH), cost(DEMO_PASSWORD_HASH), "against the demo user's");
+    }
+
+    #[test]
+    fn a_verification_against_the_dummy_hash_runs_argon2_to_the_end() {
+        let store = UserStore::empty();
+        assert!(!store.check(DUMMY_HASH, "pass"));
+        assert_eq!(store.verifications(), 1);
+        assert!(!store.check("$argon2id$v=19$m=19456,t=2,p=1$truncated", "pass"));
+        assert_eq!(store.verifications(), 1, "an unparsable hash is not a verification");
+    }
 }

@@ -489,14 +489,15 @@ async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
         // The range query's end is aligned down to the step, so it may miss the
         // newest sample for a moment: poll it too.
         let deadline = Instant::now() + DATA_TIMEOUT;
+        // Zeros are not data: with traffic flowing, every panel has a non-zero point.
         loop {
             let ranged = query_range(&prometheus, &promql, &ctx).await.unwrap();
-            if !numbers(&ranged).is_empty() {
+            if numbers(&ranged).iter().any(|v| *v != 0.0) {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: range query gave no numbers: {ranged}"
+                "{what}: range query gave no non-zero number: {ranged}"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -515,9 +516,12 @@ async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
             .await
             .unwrap(),
     );
+    // The traffic sends rounds of one good login, one wrong password and one
+    // malformed body: one success in three. A 4 s window may cut a round, which
+    // moves the ratio by less than 0.05 at the traffic's rate; 0.1 is the tolerance.
     assert!(
-        ratio[0] > 0.0 && ratio[0] < 1.0,
-        "one good login in three: {ratio:?}"
+        (ratio[0] - 1.0 / 3.0).abs() < 0.1,
+        "one good login in three, within 0.1: {ratio:?}"
     );
 
     let counts = traffic.stop().await.unwrap();

@@ -80,7 +80,8 @@ async fn wait_for_panel_data(
     loop {
         let last = match grafana.query(&request).await {
             Ok(answer) => match frame_values(&answer, &target.ref_id) {
-                Ok(values) if !values.is_empty() => {
+                // Zeros are not data: with traffic flowing, each panel has a non-zero point.
+                Ok(values) if values.iter().any(|v| *v != 0.0) => {
                     eprintln!(
                         "{:?} {}: {} values",
                         panel.title,
@@ -89,7 +90,7 @@ async fn wait_for_panel_data(
                     );
                     return;
                 }
-                Ok(_) => format!("frames without values: {answer}"),
+                Ok(_) => format!("frames without a non-zero value: {answer}"),
                 Err(error) => format!("error: {error}"),
             },
             Err(e) => format!("{e:#}"),
@@ -156,8 +157,21 @@ async fn every_panel_returns_data_through_grafana() {
         .unwrap_or_else(|e| panic!("provisioned dashboard does not parse: {e}: {answer}"));
     let in_repository = load_dashboard(&dashboard_file()).unwrap();
     assert_eq!(provisioned.uid, in_repository.uid);
-    let titles = |d: &Dashboard| d.panels.iter().map(|p| p.title.clone()).collect::<Vec<_>>();
-    assert_eq!(titles(&provisioned), titles(&in_repository));
+    // Panel by panel, query by query: the titles alone would not notice a query
+    // that Grafana changed, dropped or failed to load.
+    let queries = |d: &Dashboard| {
+        d.queries()
+            .map(|(panel, target)| {
+                (
+                    panel.title.clone(),
+                    target.ref_id.clone(),
+                    target.expr.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(queries(&provisioned), queries(&in_repository));
+    assert!(!queries(&in_repository).is_empty());
     assert_eq!(answer["meta"]["provisioned"], true, "{}", answer["meta"]);
     // ANCHOR_END: grafana_checks
 

@@ -16,6 +16,10 @@ use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::testing::{TestServer, send_logins};
 use serde_json::Value;
 
+#[path = "support/traffic.rs"]
+mod traffic;
+use traffic::Traffic;
+
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -54,22 +58,22 @@ fn scalar(result: &Value) -> f64 {
         .expect("a number")
 }
 
+/// The numbers of an instant query's `data.result` vector.
+fn numbers_of(result: &Value) -> Vec<f64> {
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|sample| sample["value"][1].as_str()?.parse().ok())
+        .collect()
+}
+
 /// Polls `promql` until its single value equals `expected`.
 async fn wait_for_value(prometheus: &Prometheus, promql: &str, expected: f64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let result = prometheus.wait_for_data(promql, WAIT).await.unwrap();
-        let value = scalar(&result);
-        if (value - expected).abs() < f64::EPSILON {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{promql} = {value}, expected {expected}; Prometheus log:\n{}",
-            prometheus.logs().await
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    prometheus
+        .wait_for_value(promql, expected, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 #[tokio::test]
@@ -87,9 +91,11 @@ async fn seed_queries_return_data_after_traffic() {
         return;
     };
     send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
+    // Within a minute of the traffic, each [1m] window holds some of it: zero would
+    // mean the requests were never counted.
     for query in SEED_QUERIES {
         prometheus
-            .wait_for_data(query, WAIT)
+            .wait_for_nonzero(query, WAIT)
             .await
             .unwrap_or_else(|e| panic!("{query}: {e:#}"));
     }
@@ -106,23 +112,30 @@ async fn every_promql_block_in_the_book_returns_data() {
         return;
     };
     // ANCHOR: book_blocks
-    send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
+    // Traffic keeps flowing while the blocks run: a block over `$__rate_interval`
+    // (4 s here) sees only the requests of the last few seconds.
+    let traffic = Traffic::start(server.login_url(), Duration::from_millis(20));
     // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
     let context = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
     for block in blocks {
         let query = context.expand(&block.query);
-        prometheus
-            .wait_for_data(&query, WAIT)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}:{}: `{}` returned no data: {e:#}",
-                    block.file.display(),
-                    block.line,
-                    block.query
-                )
-            });
+        let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
+        if block.expect_zero {
+            let result = prometheus.wait_for_data(&query, WAIT).await;
+            let numbers = numbers_of(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
+            assert!(
+                numbers.iter().all(|v| *v == 0.0),
+                "{place}: expected 0, got {numbers:?}"
+            );
+        } else {
+            prometheus
+                .wait_for_nonzero(&query, WAIT)
+                .await
+                .unwrap_or_else(|e| panic!("{place} returned no non-zero value: {e:#}"));
+        }
+        assert!(!traffic.failed(), "the traffic generator stopped early");
     }
+    traffic.stop().await.unwrap();
     // ANCHOR_END: book_blocks
 }
 
@@ -182,20 +195,15 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
     .await
     .unwrap();
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
-    send_logins(&server.login_url(), 5, 0, 0).await.unwrap();
+    // Wrong passwords too, so every seed query has something to rate below.
+    send_logins(&server.login_url(), 5, 3, 0).await.unwrap();
     wait_for_value(&prometheus, ok, 5.0).await;
 
-    let resets = scalar(
-        &prometheus
-            .wait_for_data(&format!("resets({ok}[5m])"), WAIT)
-            .await
-            .unwrap(),
-    );
-    assert!(
-        resets >= 1.0,
-        "Prometheus saw the counter reset: resets = {resets}"
-    );
-    // Without reset handling this would be 5 - 20 < 0; with it, at least 20 + 5.
+    // One restart, one counter reset.
+    wait_for_value(&prometheus, &format!("resets({ok}[5m])"), 1.0).await;
+    // Without reset handling this would be 5 - 20 < 0; with it, 20 + 5 = 25, which
+    // Prometheus extrapolates to the end of the window by at most one scrape interval
+    // (and not at all to its start, since the series began at 0): 25 to 30.
     let increase = scalar(
         &prometheus
             .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
@@ -203,12 +211,12 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
             .unwrap(),
     );
     assert!(
-        increase >= 25.0,
-        "increase() across the restart = {increase}, expected >= 25"
+        (25.0..=30.0).contains(&increase),
+        "increase() across the restart = {increase}, expected 25 to 30"
     );
     for query in SEED_QUERIES {
         prometheus
-            .wait_for_data(query, WAIT)
+            .wait_for_nonzero(query, WAIT)
             .await
             .unwrap_or_else(|e| panic!("{query}: {e:#}"));
     }

@@ -1,6 +1,6 @@
 //! The queries printed in the book, collected so that tests can run them.
 //!
-//! Every fenced code block whose info string starts with `promql` in
+//! Every fenced code block whose info string starts with `promql` (any case) in
 //! `book/src/**/*.md` is one query. The end-to-end tests send each of them to a
 //! real Prometheus after generating traffic, so the book cannot show a query
 //! that returns nothing.
@@ -13,6 +13,10 @@
 //!   query to Prometheus.
 //! - A block that must not be run, such as a deliberately wrong query, is
 //!   fenced as `text`, not `promql`.
+//! - A block must return a non-zero value under the tests' traffic (good logins,
+//!   wrong passwords, malformed bodies), since zero is what an uncounted request
+//!   gives too. A query whose right answer under that traffic is 0 (a rate of
+//!   server errors) is fenced ```` ```promql,expect-zero ```` and checked to be 0.
 //!
 //! ```no_run
 //! for block in login_metrics_testkit::book::promql_blocks()? {
@@ -36,6 +40,10 @@ pub struct PromqlBlock {
     pub line: usize,
     /// The query, with surrounding whitespace removed.
     pub query: String,
+    /// The fence says ```` ```promql,expect-zero ````: under the tests' traffic, which
+    /// has no server errors, the query's correct answer is 0, and the test checks
+    /// exactly that instead of a non-zero value.
+    pub expect_zero: bool,
 }
 
 /// `book/src` of this repository, where the chapters are.
@@ -85,25 +93,26 @@ pub fn promql_blocks_in(dir: &Path) -> io::Result<Vec<PromqlBlock>> {
 #[must_use]
 pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
     let mut blocks = Vec::new();
-    // (line of the opening fence, text so far) while inside a promql block.
-    let mut current: Option<(usize, String)> = None;
+    // (line of the opening fence, text so far, expect-zero) inside a promql block.
+    let mut current: Option<(usize, String, bool)> = None;
     for (event, range) in Parser::new_ext(markdown, Options::all()).into_offset_iter() {
         match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) if is_promql(&info) => {
                 let line = markdown[..range.start].matches('\n').count() + 1;
-                current = Some((line, String::new()));
+                current = Some((line, String::new(), expects_zero(&info)));
             }
             Event::Text(text) => {
-                if let Some((_, query)) = current.as_mut() {
+                if let Some((_, query, _)) = current.as_mut() {
                     query.push_str(&text);
                 }
             }
             Event::End(TagEnd::CodeBlock) => {
-                if let Some((line, query)) = current.take() {
+                if let Some((line, query, expect_zero)) = current.take() {
                     blocks.push(PromqlBlock {
                         file: file.to_path_buf(),
                         line,
                         query: query.trim().to_owned(),
+                        expect_zero,
                     });
                 }
             }
@@ -114,11 +123,19 @@ pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
 }
 
 /// Whether a fence's info string (```` ```promql ````, ```` ```promql,foo ````)
-/// names `promql` as the block's language.
+/// names `promql` as the block's language, in any spelling (`PromQL`, `PROMQL`): a
+/// block a writer meant as PromQL is run, never left out for its capitals.
 fn is_promql(info: &str) -> bool {
     info.split(|c: char| c == ',' || c.is_whitespace())
         .next()
-        .is_some_and(|language| language == "promql")
+        .is_some_and(|language| language.eq_ignore_ascii_case("promql"))
+}
+
+/// Whether the fence's attributes (after the language) include `expect-zero`.
+fn expects_zero(info: &str) -> bool {
+    info.split(|c: char| c == ',' || c.is_whitespace())
+        .skip(1)
+        .any(|attribute| attribute == "expect-zero")
 }
 
 #[cfg(test)]
@@ -139,12 +156,12 @@ let not_promql = 1;
 
 - In a list:
 
-  ```promql,ignore
+  ```promql,expect-zero
   rate(login_request_latency_seconds_sum[1m])
     / rate(login_request_latency_seconds_count[1m])
   ```
 
-~~~promql
+~~~PromQL
 up
 ~~~
 ";
@@ -172,6 +189,8 @@ up
                 .iter()
                 .all(|block| block.file == Path::new("sample.md"))
         );
+        let zero: Vec<bool> = blocks.iter().map(|block| block.expect_zero).collect();
+        assert_eq!(zero, [false, true, false]);
     }
 
     #[test]
@@ -179,6 +198,8 @@ up
         assert!(is_promql("promql"));
         assert!(is_promql("promql,ignore"));
         assert!(is_promql("promql title=x"));
+        assert!(is_promql("PromQL"));
+        assert!(is_promql("PROMQL,ignore"));
         assert!(!is_promql("promqlx"));
         assert!(!is_promql("text"));
         assert!(!is_promql(""));

@@ -153,16 +153,58 @@ impl Prometheus {
         Ok(data.get("result").cloned().unwrap_or(Value::Null))
     }
 
-    /// Polls the instant query `promql` until it returns a non-empty result with at
-    /// least one number that is not NaN, and returns that `data.result` array.
+    /// Polls the instant query `promql` until it returns at least one number that is
+    /// not NaN, **zero included**, and returns that `data.result` array. Use it only
+    /// where zero is a correct answer; where traffic was sent, use
+    /// [`wait_for_nonzero`](Self::wait_for_nonzero) or [`wait_for_value`](Self::wait_for_value).
     ///
     /// On timeout the error shows the last answer, every target's health and
     /// `lastError`, and the end of Prometheus' log.
     pub async fn wait_for_data(&self, promql: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.wait_until(promql, timeout, "no data", |numbers| !numbers.is_empty())
+            .await
+    }
+
+    /// Polls `promql` until at least one of its numbers is finite and not zero: the
+    /// proof that traffic was counted. A rate over requests that were never
+    /// recorded is 0, which [`wait_for_data`](Self::wait_for_data) would accept.
+    pub async fn wait_for_nonzero(&self, promql: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.wait_until(promql, timeout, "no non-zero value", |numbers| {
+            numbers.iter().any(|v| v.is_finite() && *v != 0.0)
+        })
+        .await
+    }
+
+    /// Polls `promql` until it returns exactly one number, equal to `expected`.
+    pub async fn wait_for_value(
+        &self,
+        promql: &str,
+        expected: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_until(
+            promql,
+            timeout,
+            &format!("no single value {expected}"),
+            |numbers| matches!(numbers, [value] if (value - expected).abs() < 1e-9),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Polls the instant query `promql` until `accept` holds for its numbers (NaN
+    /// left out), and returns the `data.result` array.
+    async fn wait_until(
+        &self,
+        promql: &str,
+        timeout: Duration,
+        failure: &str,
+        accept: impl Fn(&[f64]) -> bool,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.query_data(promql).await {
-                Ok(data) if has_data(&data) => {
+                Ok(data) if accept(&numbers(&data)) => {
                     return Ok(data.get("result").cloned().unwrap_or(Value::Null));
                 }
                 Ok(data) => data.to_string(),
@@ -172,7 +214,7 @@ impl Prometheus {
                 bail!(
                     "{}",
                     self.failure_report(
-                        &format!("no data for `{promql}` within {timeout:?}"),
+                        &format!("{failure} for `{promql}` within {timeout:?}"),
                         &format!("last answer: {last}"),
                     )
                     .await
@@ -413,33 +455,33 @@ fn rewrite_config(original: &str, target: &str) -> anyhow::Result<(String, Strin
     Ok((serde_yaml_ng::to_string(&doc)?, job))
 }
 
-/// A non-empty result with at least one number that is not NaN.
-fn has_data(data: &Value) -> bool {
-    let is_number = |sample: &Value| {
+/// Every number of a query's `data` (vector, matrix or scalar), NaN left out.
+#[must_use]
+pub fn numbers(data: &Value) -> Vec<f64> {
+    let number = |sample: &Value| {
         sample
             .get(1)
             .and_then(Value::as_str)
             .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| !v.is_nan())
+            .filter(|v| !v.is_nan())
     };
     let result = &data["result"];
     match data["resultType"].as_str() {
         Some("vector") => result
             .as_array()
-            .is_some_and(|series| series.iter().any(|s| is_number(&s["value"]))),
-        Some("matrix") => result.as_array().is_some_and(|series| {
-            series.iter().any(|s| {
-                s["values"]
-                    .as_array()
-                    .is_some_and(|values| values.iter().any(is_number))
-            })
-        }),
-        Some("scalar") => is_number(result),
-        Some("string") => result
-            .get(1)
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty()),
-        _ => false,
+            .into_iter()
+            .flatten()
+            .filter_map(|s| number(&s["value"]))
+            .collect(),
+        Some("matrix") => result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+            .filter_map(|sample| number(&sample))
+            .collect(),
+        Some("scalar") => number(result).into_iter().collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -505,17 +547,21 @@ scrape_configs:
     }
 
     #[test]
-    fn data_means_a_number() {
+    fn numbers_are_read_from_every_result_type_without_nan() {
         let vector = |v: &str| json!({"resultType": "vector", "result": [{"metric": {}, "value": [1.0, v]}]});
-        assert!(has_data(&vector("1")));
-        assert!(has_data(&vector("0")));
-        assert!(!has_data(&vector("NaN")));
-        assert!(!has_data(&json!({"resultType": "vector", "result": []})));
-        assert!(has_data(
-            &json!({"resultType": "scalar", "result": [1.0, "2"]})
-        ));
-        assert!(has_data(
-            &json!({"resultType": "matrix", "result": [{"metric": {}, "values": [[1.0, "NaN"], [2.0, "3"]]}]})
-        ));
+        assert_eq!(numbers(&vector("1")), [1.0]);
+        assert_eq!(numbers(&vector("0")), [0.0]);
+        assert!(numbers(&vector("NaN")).is_empty());
+        assert!(numbers(&json!({"resultType": "vector", "result": []})).is_empty());
+        assert_eq!(
+            numbers(&json!({"resultType": "scalar", "result": [1.0, "2"]})),
+            [2.0]
+        );
+        assert_eq!(
+            numbers(
+                &json!({"resultType": "matrix", "result": [{"metric": {}, "values": [[1.0, "NaN"], [2.0, "3"]]}]})
+            ),
+            [3.0]
+        );
     }
 }
