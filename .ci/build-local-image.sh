@@ -21,6 +21,7 @@ set -euo pipefail
 log() { echo "build-local-image: $*" >&2; }
 
 engine="${1:-}"
+extra_dirs=()
 # What each official image looks like:   binary on PATH | Debian package | entrypoint | user | port | data dir | default command
 case "$engine" in
 prometheus)
@@ -44,6 +45,8 @@ alertmanager)
 receivers:
   - name: default'
     config_file=alertmanager.yml
+    # Debian's build reads its notification templates from here, not from the binary.
+    extra_dirs=(/usr/share/prometheus/alertmanager)
     ;;
 victoria-metrics)
     bin_var=VICTORIA_METRICS_BIN; binary=victoria-metrics; package=victoria-metrics
@@ -69,7 +72,8 @@ if [[ -z "$version" ]]; then
 fi
 short_version="$(cut -d. -f1,2 <<<"${version%%[+-]*}")"                              # e.g. 2.42
 TAG="${LOCAL_IMAGE_TAG:-login-metrics/${engine}:${short_version}-debian-local}"
-checksum="$(sha256sum "$bin" | cut -d' ' -f1)"
+# The binary and this script: a change to either rebuilds the image.
+checksum="$(cat "$bin" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 LABEL_KEY="org.login-metrics.binary-sha256"
 
 existing="$(docker image inspect -f "{{ index .Config.Labels \"$LABEL_KEY\" }}" "$TAG" 2>/dev/null || true)"
@@ -113,6 +117,13 @@ if [[ -n "$config_dir" ]]; then
     printf '%s\n' "$default_config" >"$root$config_dir/$config_file"
     chmod 0644 "$root$config_dir/$config_file"
 fi
+for dir in "${extra_dirs[@]}"; do
+    if [[ -d "$dir" ]]; then
+        mkdir -p "$root$(dirname "$dir")"
+        cp -a "$dir" "$root$dir"
+        log "files of $dir"
+    fi
+done
 chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf"
 chmod 1777 "$root/tmp"
 

@@ -7,11 +7,14 @@
 //! cargo run --release --example load                    # another: 10 s of a 70/25/5 mix
 //! cargo run --release --example load -- --rate 20 --duration 120
 //! cargo run --release --example load -- --requests 60 --good 3 --bad 2 --malformed 1
+//! cargo run --release --example load -- --scenario password-guessing   # until Ctrl-C
 //! ```
 //!
 //! Every run is bounded: by `--requests`, or else by `--duration` (10 s by
-//! default). A request that gets no HTTP answer at all (connection refused,
-//! reset, timed out) stops the run and makes the exit status non-zero.
+//! default, 20 minutes for the named scenarios, which make alerts fire), and
+//! Ctrl-C stops it early with the same table. A request that gets no HTTP
+//! answer at all (connection refused, reset, timed out) stops the run and makes
+//! the exit status non-zero.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -38,24 +41,30 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:5000/login")]
     url: reqwest::Url,
 
+    /// A named traffic pattern (mix, rate and connections), for making the
+    /// dashboard and the alerts react; flags given as well override its values.
+    #[arg(long, value_enum, default_value_t = Scenario::Normal)]
+    scenario: Scenario,
+
     /// Weight of good logins (the demo user's credentials): answered 200.
-    #[arg(long, default_value_t = 70, value_parser = weight())]
-    good: u32,
+    #[arg(long, value_parser = weight())]
+    good: Option<u32>,
 
     /// Weight of logins with wrong credentials: answered 401.
-    #[arg(long, default_value_t = 25, value_parser = weight())]
-    bad: u32,
+    #[arg(long, value_parser = weight())]
+    bad: Option<u32>,
 
     /// Weight of malformed bodies (truncated JSON): answered 400.
-    #[arg(long, default_value_t = 5, value_parser = weight())]
-    malformed: u32,
+    #[arg(long, value_parser = weight())]
+    malformed: Option<u32>,
 
-    /// Requests per second over all connections [default: as fast as the
-    /// server answers].
+    /// Requests per second over all connections [default: the scenario's; for
+    /// `normal`, as fast as the server answers].
     #[arg(long, value_parser = positive)]
     rate: Option<f64>,
 
-    /// Seconds to run; 10 when neither this nor --requests is given.
+    /// Seconds to run, when --requests is not given [default: 10; 1200 for the
+    /// scenarios other than `normal`].
     #[arg(long, value_parser = positive, conflicts_with = "requests")]
     duration: Option<f64>,
 
@@ -63,9 +72,10 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
 
-    /// Connections, each with one request in flight at a time.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    connections: u16,
+    /// Connections, each with one request in flight at a time [default: the
+    /// scenario's; 8 for `normal`].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: Option<u16>,
 
     /// Threads for the generator itself [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -88,6 +98,94 @@ struct Args {
     password: String,
 }
 // ANCHOR_END: args
+
+// ANCHOR: scenarios
+/// Situations the dashboard and the alerts of Step 7 should tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Everyday use: 70 % good logins, 25 % wrong passwords, 5 % malformed
+    /// bodies, as fast as the server answers, for 10 s.
+    Normal,
+    /// One client guessing passwords: 90 % wrong passwords at 5 per second,
+    /// past both thresholds of `LoginPasswordGuessing` (half of the logins, one
+    /// 401 per second).
+    PasswordGuessing,
+    /// A client release that sends broken bodies: 30 % malformed at 5 per
+    /// second, past `LoginMalformedRequests` (10 %, one every 10 seconds).
+    BrokenClient,
+    /// More logins at once than the cores can hash: 40 connections per core
+    /// without pause, so each login waits for about 40 others and takes well
+    /// over the 250 ms of the latency objective.
+    Slow,
+}
+
+/// What a run sends, once the scenario and the flags are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mix {
+    good: u32,
+    bad: u32,
+    malformed: u32,
+    rate: Option<f64>,
+    connections: u16,
+    duration: f64,
+}
+
+impl Scenario {
+    fn mix(self) -> Mix {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let long = 20.0 * 60.0;
+        match self {
+            Scenario::Normal => Mix {
+                good: 70,
+                bad: 25,
+                malformed: 5,
+                rate: None,
+                connections: 8,
+                duration: 10.0,
+            },
+            Scenario::PasswordGuessing => Mix {
+                good: 1,
+                bad: 9,
+                malformed: 0,
+                rate: Some(5.0),
+                connections: 2,
+                duration: long,
+            },
+            Scenario::BrokenClient => Mix {
+                good: 6,
+                bad: 1,
+                malformed: 3,
+                rate: Some(5.0),
+                connections: 2,
+                duration: long,
+            },
+            Scenario::Slow => Mix {
+                good: 1,
+                bad: 0,
+                malformed: 0,
+                rate: None,
+                connections: u16::try_from(40 * cores).unwrap_or(1024).min(1024),
+                duration: long,
+            },
+        }
+    }
+}
+// ANCHOR_END: scenarios
+
+impl Args {
+    /// The scenario's values, with every flag given explicitly taking precedence.
+    fn mix(&self) -> Mix {
+        let preset = self.scenario.mix();
+        Mix {
+            good: self.good.unwrap_or(preset.good),
+            bad: self.bad.unwrap_or(preset.bad),
+            malformed: self.malformed.unwrap_or(preset.malformed),
+            rate: self.rate.or(preset.rate),
+            connections: self.connections.unwrap_or(preset.connections),
+            duration: self.duration.unwrap_or(preset.duration),
+        }
+    }
+}
 
 fn weight() -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(0..=1000)
@@ -324,7 +422,7 @@ async fn show_progress(bar: ProgressBar, progress: Arc<Progress>, limit: Limit, 
 /// Prints one row per status code (and one for requests with no answer) with
 /// its count, share and latency percentiles, then the throughput.
 #[expect(clippy::cast_precision_loss, reason = "counts stay far below 2^52")]
-fn report(args: &Args, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) {
+fn report(args: &Args, mix: &Mix, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) {
     let latency = |micros: u64| format!("{:.1?}", Duration::from_micros(micros));
     let answered: u64 = tally.by_status.values().map(Histogram::len).sum();
     let total = answered + tally.failed;
@@ -379,7 +477,7 @@ fn report(args: &Args, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) 
     println!(
         "{answered} answers in {:.2} s over {} connections: {:.1} requests/s",
         elapsed.as_secs_f64(),
-        args.connections,
+        mix.connections,
         answered as f64 / elapsed.as_secs_f64()
     );
     // A generator that is busy all the time measures itself, not the server.
@@ -395,7 +493,7 @@ fn report(args: &Args, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) 
             return;
         }
         println!(", {:.0} % of its {threads} thread(s)", 100.0 * busy);
-        if busy > 0.9 && args.rate.is_none() {
+        if busy > 0.9 && mix.rate.is_none() {
             println!(
                 "The generator was the limit: the server may answer faster than this. \
                  Give it more --threads, or run it on another machine."
@@ -407,29 +505,34 @@ fn report(args: &Args, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) 
 
 // ANCHOR: run
 async fn run(args: Args) -> anyhow::Result<()> {
+    let mix = args.mix();
+    ensure!(
+        mix.good + mix.bad + mix.malformed > 0,
+        "at least one of --good, --bad and --malformed must be above 0"
+    );
     let started = Instant::now();
     let cpu_at_start = cpu_time::ProcessTime::try_now().ok();
-    let limit = match (args.requests, args.duration) {
-        (Some(count), _) => Limit::Requests(count),
-        (None, seconds) => Limit::Until(started + Duration::from_secs_f64(seconds.unwrap_or(10.0))),
+    let limit = match args.requests {
+        Some(count) => Limit::Requests(count),
+        None => Limit::Until(started + Duration::from_secs_f64(mix.duration)),
     };
     let plan = Arc::new(Plan {
         url: args.url.clone(),
         started,
         bodies: bodies(&args),
         order: order([
-            (Kind::Good, args.good),
-            (Kind::Bad, args.bad),
-            (Kind::Malformed, args.malformed),
+            (Kind::Good, mix.good),
+            (Kind::Bad, mix.bad),
+            (Kind::Malformed, mix.malformed),
         ]),
         limit,
-        rate: args.rate,
+        rate: mix.rate,
         keep_going: args.keep_going,
     });
     // One client: its pool keeps one connection per task alive between requests.
     let client = reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(usize::from(args.connections))
+        .pool_max_idle_per_host(usize::from(mix.connections))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -442,7 +545,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         limit,
         started,
     ));
-    let connections: Vec<_> = (0..args.connections)
+    // Ctrl-C ends the run early; the table is still printed.
+    let interrupt = {
+        let progress = Arc::clone(&progress);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                progress.stop.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+    let connections: Vec<_> = (0..mix.connections)
         .map(|_| {
             tokio::spawn(connection(
                 client.clone(),
@@ -458,9 +570,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let cpu = cpu_at_start.and_then(|start| start.try_elapsed().ok());
     ticker.abort();
+    interrupt.abort();
     bar.finish_and_clear();
 
-    report(&args, &tally, elapsed, cpu);
+    report(&args, &mix, &tally, elapsed, cpu);
     match tally.first_error {
         Some(error) => Err(error.context(format!(
             "no answer from {} to {} request(s); is the login server running \
@@ -484,10 +597,6 @@ fn main() -> ExitCode {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
-    ensure!(
-        args.good + args.bad + args.malformed > 0,
-        "at least one of --good, --bad and --malformed must be above 0"
-    );
     let mut runtime = match args.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(threads) => {

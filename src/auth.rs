@@ -172,7 +172,10 @@ impl UserStore {
         // that did not. A hash that fails to parse, has no hash part or has unusable
         // parameters costs nothing, and must not look as if it did.
         let computed = parsed.hash.is_some()
-            && matches!(outcome, Ok(()) | Err(argon2::password_hash::Error::Password));
+            && matches!(
+                outcome,
+                Ok(()) | Err(argon2::password_hash::Error::Password)
+            );
         if computed {
             self.verifications.fetch_add(1, Ordering::Relaxed);
         }
@@ -225,8 +228,16 @@ mod tests {
     #[test]
     fn the_dummy_hash_costs_exactly_what_a_real_users_hash_costs() {
         let fresh = hash_password("any password");
-        assert_eq!(cost(DUMMY_HASH), cost(&fresh), "the dummy hash against a new user's");
-        assert_eq!(cost(DUMMY_HASH), cost(DEMO_PASSWORD_HASH), "against the demo user's");
+        assert_eq!(
+            cost(DUMMY_HASH),
+            cost(&fresh),
+            "the dummy hash against a new user's"
+        );
+        assert_eq!(
+            cost(DUMMY_HASH),
+            cost(DEMO_PASSWORD_HASH),
+            "against the demo user's"
+        );
     }
 
     #[test]
@@ -235,6 +246,10 @@ mod tests {
         assert!(!store.check(DUMMY_HASH, "pass"));
         assert_eq!(store.verifications(), 1);
         assert!(!store.check("$argon2id$v=19$m=19456,t=2,p=1$truncated", "pass"));
-        assert_eq!(store.verifications(), 1, "an unparsable hash is not a verification");
+        assert_eq!(
+            store.verifications(),
+            1,
+            "an unparsable hash is not a verification"
+        );
     }
 }

@@ -337,12 +337,16 @@ fn the_sre_panels_are_there() {
 }
 
 #[test]
-fn the_docker_prometheus_config_is_the_repository_one_with_the_host_as_target() {
+fn the_docker_prometheus_config_is_the_repository_one_with_the_containers_as_targets() {
     let mut docker = yaml("deploy/prometheus.docker.yml");
     let original = yaml("prometheus.yml");
     let targets = &mut docker["scrape_configs"][0]["static_configs"][0]["targets"];
     assert_eq!(targets[0], "host.docker.internal:8000");
     targets[0] = "localhost:8000".into();
+    // Compose's Alertmanager is the container named alertmanager.
+    let alertmanager = &mut docker["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
+    assert_eq!(alertmanager[0], "alertmanager:9093");
+    alertmanager[0] = "localhost:9093".into();
     assert_eq!(docker, original);
 }
 
@@ -392,6 +396,10 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
     let services = &config["services"];
     assert_eq!(services["prometheus"]["image"], prometheus::DEFAULT_IMAGE);
     assert_eq!(services["grafana"]["image"], grafana::DEFAULT_IMAGE);
+    assert_eq!(
+        services["alertmanager"]["image"],
+        login_metrics_testkit::harness::alertmanager::DEFAULT_IMAGE
+    );
     let env = &services["grafana"]["environment"];
     assert_eq!(env["GF_SECURITY_ADMIN_PASSWORD"], "test-password");
     assert_eq!(

@@ -137,3 +137,49 @@ async fn load_example_fails_clearly_when_nothing_listens() {
         "no `no answer` row in:\n{stdout}"
     );
 }
+
+/// Each named scenario sends its mix; flags given as well override it. The server's
+/// own counters say what arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scenario_sends_its_own_mix() {
+    // (scenario, requests, expected 200/401/400): cycles of 1/9/0 and 6/1/3.
+    for (scenario, requests, expected) in [
+        ("password-guessing", "20", [2, 18, 0]),
+        ("broken-client", "20", [12, 2, 6]),
+        ("slow", "12", [12, 0, 0]),
+    ] {
+        let server = TestServer::start_local().await.unwrap();
+        let output = run_load(
+            [
+                "--url",
+                &server.login_url(),
+                "--scenario",
+                scenario,
+                "--requests",
+                requests,
+                "--rate",
+                "1000",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+        .await;
+        assert!(
+            output.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metrics = &server.state.metrics;
+        let got = [
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
+        ]
+        .map(|status| metrics.requests_with(status));
+        assert_eq!(
+            got, expected,
+            "{scenario}: 200/401/400 counted by the server"
+        );
+        server.stop().await.unwrap();
+    }
+}

@@ -5,16 +5,20 @@
 use std::collections::BTreeMap;
 
 use login_metrics_testkit::book::markdown_files;
-use login_metrics_testkit::harness::{grafana, prometheus};
+use login_metrics_testkit::harness::{alertmanager, grafana, prometheus};
 use login_metrics_testkit::repo_root;
 use regex::Regex;
 
 /// Image name → the tag the harness pins.
 fn pinned() -> BTreeMap<&'static str, &'static str> {
-    [prometheus::DEFAULT_IMAGE, grafana::DEFAULT_IMAGE]
-        .into_iter()
-        .map(|reference| reference.split_once(':').expect("a pinned tag"))
-        .collect()
+    [
+        prometheus::DEFAULT_IMAGE,
+        alertmanager::DEFAULT_IMAGE,
+        grafana::DEFAULT_IMAGE,
+    ]
+    .into_iter()
+    .map(|reference| reference.split_once(':').expect("a pinned tag"))
+    .collect()
 }
 
 #[test]

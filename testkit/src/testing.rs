@@ -187,17 +187,45 @@ pub async fn send_logins(
     Ok(())
 }
 
-/// Runs `promtool` (shipped with Prometheus) with `args`, feeding `stdin`.
+/// Runs `promtool` (shipped with Prometheus) with `args`, feeding `stdin`, from the
+/// repository's root.
 ///
 /// Returns `None` after one `skipped:` line when promtool is not installed; under
 /// CI a missing promtool is a failure (see [`crate::env::skip`]).
 #[must_use]
 pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    run_tool(
+        "promtool",
+        "install Prometheus, which ships it (e.g. `apt install prometheus`)",
+        args,
+        stdin,
+    )
+}
+
+/// Runs `amtool` (shipped with Alertmanager) with `args` from the repository's root,
+/// like [`promtool`].
+#[must_use]
+pub fn amtool(args: &[&str]) -> Option<std::process::Output> {
+    run_tool(
+        "amtool",
+        "install Alertmanager, which ships it (e.g. `apt install prometheus-alertmanager`)",
+        args,
+        b"",
+    )
+}
+
+fn run_tool(
+    tool: &str,
+    install: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Option<std::process::Output> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    let spawned = Command::new("promtool")
+    let spawned = Command::new(tool)
         .args(args)
+        .current_dir(crate::repo_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -205,9 +233,7 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
-            crate::env::skip(&format!(
-                "promtool not found ({error}); install Prometheus (e.g. `apt install prometheus`)"
-            ));
+            crate::env::skip(&format!("{tool} not found ({error}); {install}"));
             return None;
         }
     };
@@ -216,8 +242,12 @@ pub fn promtool(args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
         .take()
         .expect("stdin is piped")
         .write_all(stdin)
-        .expect("writing to promtool");
-    Some(child.wait_with_output().expect("waiting for promtool"))
+        .unwrap_or_else(|error| panic!("writing to {tool}: {error}"));
+    Some(
+        child
+            .wait_with_output()
+            .unwrap_or_else(|error| panic!("waiting for {tool}: {error}")),
+    )
 }
 
 /// The value of one series in a Prometheus text exposition, matched exactly:
@@ -239,6 +269,134 @@ pub fn sample(exposition: &str, series: &str) -> Option<f64> {
                 None
             }
         })
+}
+
+/// One notification Alertmanager posted to a [`Webhook`]: the path it was posted to
+/// (the receiver, `/page` or `/ticket`) and its JSON body.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The URL path, which names the receiver.
+    pub path: String,
+    /// Alertmanager's webhook payload: `status`, `receiver`, `alerts[]` with their
+    /// `status`, `labels` and `annotations`.
+    pub body: serde_json::Value,
+}
+
+impl Notification {
+    /// The alerts of this notification named `alertname`.
+    pub fn alerts_named<'a>(
+        &'a self,
+        alertname: &'a str,
+    ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+        self.body["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(move |alert| alert["labels"]["alertname"] == alertname)
+    }
+
+    /// Whether an alert named `alertname` is in this notification with `status`
+    /// (`firing` or `resolved`).
+    #[must_use]
+    pub fn has(&self, alertname: &str, status: &str) -> bool {
+        self.alerts_named(alertname)
+            .any(|alert| alert["status"] == status)
+    }
+}
+
+/// A webhook receiver for Alertmanager's notifications, on a free port of every
+/// interface (a container reaches it through the host gateway). Stopped when dropped.
+pub struct Webhook {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Notification>>>,
+    task: JoinHandle<()>,
+}
+
+impl Webhook {
+    /// Starts listening.
+    pub async fn start() -> std::io::Result<Self> {
+        use axum::extract::State;
+        use axum::http::Uri;
+
+        type Received = std::sync::Arc<std::sync::Mutex<Vec<Notification>>>;
+        async fn receive(
+            State(received): State<Received>,
+            uri: Uri,
+            axum::Json(body): axum::Json<serde_json::Value>,
+        ) {
+            received
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Notification {
+                    path: uri.path().to_owned(),
+                    body,
+                });
+        }
+
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let received = Received::default();
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(receive))
+            .with_state(std::sync::Arc::clone(&received));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            port,
+            received,
+            task,
+        })
+    }
+
+    /// The port it listens on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every notification so far, in arrival order.
+    #[must_use]
+    pub fn received(&self) -> Vec<Notification> {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Polls until a notification satisfies `accept`, and returns it; the error lists
+    /// everything received, so a wrong label or receiver shows at once.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        accept: impl Fn(&Notification) -> bool,
+    ) -> anyhow::Result<Notification> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = self.received().into_iter().find(|n| accept(n)) {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let seen: Vec<String> = self
+                    .received()
+                    .iter()
+                    .map(|n| format!("{} {}", n.path, n.body))
+                    .collect();
+                anyhow::bail!(
+                    "no notification {what} within {timeout:?}; received:\n{}",
+                    seen.join("\n")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[cfg(test)]

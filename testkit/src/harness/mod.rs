@@ -4,16 +4,19 @@
 //!   a native binary, on a free port, decided once per test binary, logs in errors.
 //! - [`prometheus`]: [`prometheus::Prometheus`] runs the repository's `prometheus.yml`
 //!   against the server under test.
+//! - [`alertmanager`]: [`alertmanager::Alertmanager`] runs the repository's
+//!   `alertmanager.yml`, its receivers posting to the test's webhook.
 //! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
 //! - [`docker`]: Docker availability, image references, unique names, container logs.
 //!
-//! Environment variables, per engine (`PROMETHEUS`, `GRAFANA`):
+//! Environment variables, per engine (`PROMETHEUS`, `ALERTMANAGER`, `GRAFANA`):
 //!
 //! - `LOGIN_METRICS_<ENGINE>=container|native|auto` (default `auto`).
 //! - `<ENGINE>_IMAGE`: the image for the container backend (default: the official
 //!   image at the tag pinned in the engine's module).
 //! - `DOCKER_HOST`: the Docker endpoint, as for any testcontainers user.
 
+pub mod alertmanager;
 pub mod docker;
 pub mod engine;
 pub mod grafana;

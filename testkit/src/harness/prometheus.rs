@@ -63,12 +63,22 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Start Prometheus scraping the login server's metrics listener on `metrics_port`
-    /// of this host.
+    /// of this host, with the repository's rules (their `for:` durations shortened,
+    /// see [`rule_files_for_test`]) and no Alertmanager.
     ///
     /// `Ok(None)` after one `skipped:` line when no Prometheus can run here and `auto`
     /// mode allows it; an explicit backend that cannot be met is an error.
     pub async fn start(metrics_port: u16) -> anyhow::Result<Option<Prometheus>> {
-        Self::start_with(metrics_port, Reach::default()).await
+        Self::start_with(metrics_port, Reach::default(), None).await
+    }
+
+    /// Like [`start`](Self::start), sending alerts to the Alertmanager at `alertmanager`
+    /// (a [`Running`] engine, reached the way this Prometheus can reach it).
+    pub async fn start_with_alertmanager(
+        metrics_port: u16,
+        alertmanager: &Running,
+    ) -> anyhow::Result<Option<Prometheus>> {
+        Self::start_with(metrics_port, Reach::default(), Some(alertmanager)).await
     }
 
     /// Start Prometheus in Docker on the Docker network `network` (created when missing,
@@ -85,16 +95,24 @@ impl Prometheus {
             network: Some((network.to_owned(), name.to_owned())),
             from_containers: false,
         };
-        Self::start_with(metrics_port, reach).await
+        Self::start_with(metrics_port, reach, None).await
     }
 
-    async fn start_with(metrics_port: u16, reach: Reach) -> anyhow::Result<Option<Prometheus>> {
+    async fn start_with(
+        metrics_port: u16,
+        reach: Reach,
+        alertmanager: Option<&Running>,
+    ) -> anyhow::Result<Option<Prometheus>> {
+        let rules = rule_files_for_test()?;
         let engine = ENGINE
             .start(reach, |ctx| {
                 let target = format!("{}:{metrics_port}", ctx.host);
-                let (config, _job) = config_for(&target)?;
+                let alertmanager = alertmanager.map(|am| am.address_for(ctx.backend));
+                let (config, _job) = rewrite_repository_config(&target, alertmanager.as_deref())?;
+                let mut files = vec![("prometheus.yml".to_owned(), config.into_bytes())];
+                files.extend(rules.iter().cloned());
                 Ok(Launch {
-                    files: vec![("prometheus.yml".to_owned(), config.into_bytes())],
+                    files,
                     args: vec![
                         format!("--config.file={}/prometheus.yml", ctx.config_dir),
                         format!("--storage.tsdb.path={}", ctx.data_dir),
@@ -377,18 +395,100 @@ impl Prometheus {
 }
 
 /// The repository's `prometheus.yml` rewritten for a test: returns the YAML and the
-/// job name whose target now points at `target`.
+/// job name whose target now points at `target`. Its `alerting` section is removed:
+/// a test must never send alerts to an Alertmanager that happens to run on the
+/// machine (see [`rewrite_repository_config`] for one that does send them).
 pub fn config_for(target: &str) -> anyhow::Result<(String, String)> {
+    rewrite_repository_config(target, None)
+}
+
+/// [`config_for`], with the `alerting` targets pointing at `alertmanager` (`HOST:PORT`)
+/// when given, removed otherwise.
+pub fn rewrite_repository_config(
+    target: &str,
+    alertmanager: Option<&str>,
+) -> anyhow::Result<(String, String)> {
     let path = crate::repo_root().join(CONFIG_FILE);
     let original =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    rewrite_config(&original, target).with_context(|| format!("rewriting {}", path.display()))
+    rewrite_config(&original, target, alertmanager)
+        .with_context(|| format!("rewriting {}", path.display()))
 }
 
-/// Points every static target on [`CONFIGURED_METRICS_PORT`] at `target` and sets the
-/// scrape/evaluation intervals (and any explicit scrape timeout) to one second.
-/// Everything else is kept as written.
-fn rewrite_config(original: &str, target: &str) -> anyhow::Result<(String, String)> {
+/// How much shorter every `for:` of the repository's alerting rules is in tests:
+/// a minute becomes a second, as the scrape interval goes from 15 s to 1 s.
+pub const FOR_DIVISOR: u64 = 60;
+
+/// The rule files `prometheus.yml` names (`rule_files`), as `(relative path, YAML)`
+/// for the configuration directory of a test Prometheus: the same rules with only
+/// their `for:` durations divided by [`FOR_DIVISOR`] (`2m` → `2s`, `10m` → `10s`),
+/// so that an alert fires in seconds. Expressions, windows and labels are unchanged.
+pub fn rule_files_for_test() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let root = crate::repo_root();
+    let config: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(root.join(CONFIG_FILE))?)?;
+    let mut files = Vec::new();
+    for path in config["rule_files"].as_sequence().into_iter().flatten() {
+        let path = path.as_str().context("a rule file path")?;
+        anyhow::ensure!(
+            !path.contains('*') && !path.starts_with('/'),
+            "rule_files entry {path:?}: the harness copies relative paths without globs"
+        );
+        let text = std::fs::read_to_string(root.join(path))
+            .with_context(|| format!("reading rule file {path}"))?;
+        files.push((path.to_owned(), shorten_for(&text)?.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// Divides every `for:` in a rule file by [`FOR_DIVISOR`].
+fn shorten_for(rules: &str) -> anyhow::Result<String> {
+    let mut doc: Yaml = serde_yaml_ng::from_str(rules).context("a rule file that is not YAML")?;
+    for group in doc["groups"].as_sequence_mut().into_iter().flatten() {
+        for rule in group["rules"].as_sequence_mut().into_iter().flatten() {
+            if let Some(duration) = rule.get_mut("for") {
+                let text = duration.as_str().context("`for` is a string")?;
+                let seconds = parse_duration(text)?;
+                *duration = format!("{}s", (seconds / FOR_DIVISOR).max(1)).into();
+            }
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// Seconds in a Prometheus duration made of `s`, `m`, `h` and `d` parts (`1h30m`).
+fn parse_duration(text: &str) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number
+            .parse()
+            .with_context(|| format!("duration {text:?}"))?;
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            other => bail!("duration {text:?}: unit {other:?} is not s, m, h or d"),
+        };
+        number.clear();
+    }
+    anyhow::ensure!(number.is_empty(), "duration {text:?} has no unit");
+    Ok(total)
+}
+
+/// Points every static target on [`CONFIGURED_METRICS_PORT`] at `target`, sets the
+/// scrape/evaluation intervals (and any explicit scrape timeout) to one second, and
+/// points the `alerting` section at `alertmanager` or removes it. Everything else is
+/// kept as written.
+fn rewrite_config(
+    original: &str,
+    target: &str,
+    alertmanager: Option<&str>,
+) -> anyhow::Result<(String, String)> {
     let mut doc: Yaml = serde_yaml_ng::from_str(original).context("not valid YAML")?;
     let root = doc
         .as_mapping_mut()
@@ -447,6 +547,29 @@ fn rewrite_config(original: &str, target: &str) -> anyhow::Result<(String, Strin
             }
         }
     }
+    match alertmanager {
+        None => {
+            root.remove("alerting");
+        }
+        Some(address) => {
+            let managers = root
+                .get_mut("alerting")
+                .and_then(|alerting| alerting.get_mut("alertmanagers"))
+                .and_then(Yaml::as_sequence_mut)
+                .context(
+                    "an Alertmanager was given, but the config has no alerting.alertmanagers",
+                )?;
+            for manager in managers {
+                for static_config in manager["static_configs"]
+                    .as_sequence_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    static_config["targets"] = Yaml::Sequence(vec![address.into()]);
+                }
+            }
+        }
+    }
     let job = job.with_context(|| {
         format!(
             "no static target on port {CONFIGURED_METRICS_PORT} to point at the server under test"
@@ -493,7 +616,8 @@ mod tests {
     #[test]
     fn the_repository_config_is_rewritten_only_where_it_must_be() {
         let original = std::fs::read_to_string(crate::repo_root().join(CONFIG_FILE)).unwrap();
-        let (rewritten, job) = rewrite_config(&original, "host.docker.internal:41234").unwrap();
+        let (rewritten, job) =
+            rewrite_config(&original, "host.docker.internal:41234", None).unwrap();
         assert_eq!(job, "login_server");
 
         let before: Yaml = serde_yaml_ng::from_str(&original).unwrap();
@@ -525,7 +649,7 @@ scrape_configs:
     scrape_interval: 30s
     static_configs: [{targets: ['localhost:8000'], labels: {env: dev}}]
 ";
-        let (rewritten, job) = rewrite_config(original, "127.0.0.1:5555").unwrap();
+        let (rewritten, job) = rewrite_config(original, "127.0.0.1:5555", None).unwrap();
         let after: Yaml = serde_yaml_ng::from_str(&rewritten).unwrap();
         assert_eq!(job, "app");
         assert_eq!(after["global"]["scrape_timeout"], "1s");
@@ -543,7 +667,62 @@ scrape_configs:
             "dev"
         );
 
-        assert!(rewrite_config("scrape_configs: []", "x:1").is_err());
+        assert!(rewrite_config("scrape_configs: []", "x:1", None).is_err());
+    }
+
+    #[test]
+    fn alerts_go_to_the_given_alertmanager_or_nowhere() {
+        let original = std::fs::read_to_string(crate::repo_root().join(CONFIG_FILE)).unwrap();
+        let (without, _) = rewrite_config(&original, "127.0.0.1:1", None).unwrap();
+        let without: Yaml = serde_yaml_ng::from_str(&without).unwrap();
+        assert!(without.get("alerting").is_none(), "{without:?}");
+        assert_eq!(without["rule_files"][0], "rules/recording.yml");
+
+        let (with, _) = rewrite_config(&original, "127.0.0.1:1", Some("127.0.0.1:9999")).unwrap();
+        let with: Yaml = serde_yaml_ng::from_str(&with).unwrap();
+        assert_eq!(
+            with["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"],
+            Yaml::Sequence(vec!["127.0.0.1:9999".into()])
+        );
+    }
+
+    #[test]
+    fn durations_parse_like_prometheus_writes_them() {
+        assert_eq!(parse_duration("2m").unwrap(), 120);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("3d").unwrap(), 259_200);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5w").is_err());
+    }
+
+    #[test]
+    fn rules_keep_everything_but_a_shorter_for() {
+        let files = rule_files_for_test().unwrap();
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["rules/recording.yml", "rules/alerts.yml"]);
+        let original: Yaml = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(crate::repo_root().join("rules/alerts.yml")).unwrap(),
+        )
+        .unwrap();
+        let shortened: Yaml = serde_yaml_ng::from_slice(&files[1].1).unwrap();
+        let rules = |doc: &Yaml| {
+            doc["groups"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+                .collect::<Vec<_>>()
+        };
+        let (before, after) = (rules(&original), rules(&shortened));
+        assert_eq!(before.len(), after.len());
+        for (mut before, after) in before.into_iter().zip(after) {
+            if let Some(duration) = before.get("for").and_then(Yaml::as_str) {
+                let seconds = parse_duration(duration).unwrap() / FOR_DIVISOR;
+                assert_eq!(after["for"], format!("{seconds}s"), "{before:?}");
+                before["for"] = after["for"].clone();
+            }
+            assert_eq!(before, after, "only `for` changes");
+        }
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! The whole alerting path, live: the login server, a real Prometheus evaluating
+//! the repository's rules, a real Alertmanager with the repository's routes and
+//! inhibitions, and a webhook receiver in the test.
+//!
+//! What the harness changes, and nothing else: the scrape and evaluation intervals
+//! (15 s → 1 s), every alert's `for:` (a minute becomes a second: `10m` → `10s`), and
+//! Alertmanager's `group_wait`/`group_interval` (→ 1 s). The rules' expressions and
+//! their 5-minute windows are the ones a reader deploys, so the traffic has to cross
+//! the real thresholds: more than 300 wrong passwords within five minutes is more
+//! than one per second.
+
+#[path = "support/example.rs"]
+mod support_example;
+use support_example::example;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use login_metrics_testkit::harness::alertmanager::Alertmanager;
+use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::testing::{Notification, TestServer, Webhook};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+const RUNBOOKS: &str = "https://login-metrics.github.io/login-metrics/alerting/runbooks.html";
+
+/// Everything the alerts travel through. `None` when an engine cannot run here
+/// (the harness printed why).
+struct Stack {
+    webhook: Webhook,
+    alertmanager: Alertmanager,
+    prometheus: Prometheus,
+    server: TestServer,
+}
+
+async fn stack() -> Option<Stack> {
+    let webhook = Webhook::start().await.unwrap();
+    let alertmanager = Alertmanager::start(webhook.port()).await.unwrap()?;
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let prometheus =
+        Prometheus::start_with_alertmanager(server.metrics_addr.port(), alertmanager.engine())
+            .await
+            .unwrap()?;
+    prometheus.wait_for_target_health("up", WAIT).await.unwrap();
+    Some(Stack {
+        webhook,
+        alertmanager,
+        prometheus,
+        server,
+    })
+}
+
+/// Runs the traffic generator against `login_url`, as a reader would from Step 7,
+/// with a bounded number of requests; returns once every answer is in.
+async fn load(login_url: &str, args: &[&str]) {
+    let mut command = example("load");
+    command.args(["--url", login_url, "--quiet"]).args(args);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "load {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A wave of wrong passwords with the generator's password-guessing scenario: 90 %
+/// of 360 requests, so 324 wrong passwords, as fast as the server answers them.
+async fn guessing_wave(login_url: &str) {
+    load(
+        login_url,
+        &[
+            "--scenario",
+            "password-guessing",
+            "--requests",
+            "360",
+            "--rate",
+            "1000",
+            "--connections",
+            "4",
+        ],
+    )
+    .await;
+}
+
+/// The traffic generator running in the background; killed when dropped.
+struct Generator(std::process::Child);
+
+impl Generator {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is(notification: &Notification, receiver: &str, alertname: &str, status: &str) -> bool {
+    notification.path == format!("/{receiver}") && notification.has(alertname, status)
+}
+
+fn alert<'a>(notification: &'a Notification, alertname: &'a str) -> &'a Value {
+    notification
+        .alerts_named(alertname)
+        .next()
+        .expect("the notification holds the alert")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_reaches_the_page_webhook_firing_then_resolved() {
+    let Some(stack) = stack().await else {
+        return;
+    };
+    let login = stack.server.login_url();
+    guessing_wave(&login).await;
+
+    let firing = stack
+        .webhook
+        .wait_for("LoginPasswordGuessing firing on /page", WAIT, |n| {
+            is(n, "page", "LoginPasswordGuessing", "firing")
+        })
+        .await
+        .unwrap();
+    let guessing = alert(&firing, "LoginPasswordGuessing");
+    assert_eq!(guessing["labels"]["severity"], "page", "{guessing}");
+    assert_eq!(
+        guessing["labels"]["job"],
+        stack.prometheus.job(),
+        "{guessing}"
+    );
+    let annotations = &guessing["annotations"];
+    assert!(
+        annotations["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("password guessing")),
+        "{annotations}"
+    );
+    // The description carries the value: 90 % of the logins were wrong.
+    assert!(
+        annotations["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("90%")),
+        "{annotations}"
+    );
+    assert_eq!(
+        annotations["runbook_url"],
+        format!("{RUNBOOKS}#loginpasswordguessing")
+    );
+
+    // Good logins bring the share of 401s under half; the alert resolves, and the
+    // receiver is told so (send_resolved).
+    load(
+        &login,
+        &[
+            "--good",
+            "1",
+            "--bad",
+            "0",
+            "--malformed",
+            "0",
+            "--requests",
+            "400",
+        ],
+    )
+    .await;
+    stack
+        .webhook
+        .wait_for("LoginPasswordGuessing resolved on /page", WAIT, |n| {
+            is(n, "page", "LoginPasswordGuessing", "resolved")
+        })
+        .await
+        .unwrap();
+    let tickets: Vec<Notification> = stack
+        .webhook
+        .received()
+        .into_iter()
+        .filter(|n| n.has("LoginMalformedRequests", "firing"))
+        .collect();
+    assert!(
+        tickets.is_empty(),
+        "no malformed bodies were sent: {tickets:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
+    let Some(stack) = stack().await else {
+        return;
+    };
+    let Stack {
+        webhook,
+        alertmanager,
+        prometheus,
+        server,
+    } = stack;
+    // Wrong passwords until the guessing alert is pending in Prometheus, and two
+    // seconds more; then the server stops. From pending, the guessing alert needs
+    // its 10 s `for`; LoginServerDown needs a failed scrape and its 2 s `for`, so it
+    // fires first, and the guessing alert fires under it.
+    let mut wave = example("load");
+    wave.args([
+        "--url",
+        &server.login_url(),
+        "--quiet",
+        "--scenario",
+        "password-guessing",
+        "--rate",
+        "1000",
+        "--connections",
+        "4",
+        "--duration",
+        "60",
+    ]);
+    wave.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut wave = Generator(wave.spawn().unwrap());
+    prometheus
+        .wait_for_data(r#"ALERTS{alertname="LoginPasswordGuessing"}"#, WAIT)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wave.stop();
+    server.stop().await.unwrap();
+
+    let down = webhook
+        .wait_for("LoginServerDown firing on /page", WAIT, |n| {
+            is(n, "page", "LoginServerDown", "firing")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        alert(&down, "LoginServerDown")["labels"]["severity"],
+        "page"
+    );
+
+    // Prometheus fires the guessing alert: the rates still see the wave's samples.
+    prometheus
+        .wait_for_value(
+            r#"ALERTS{alertname="LoginPasswordGuessing", alertstate="firing"}"#,
+            1.0,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    // ANCHOR: inhibited
+    // Alertmanager holds it, inhibited by the down alert...
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let held = loop {
+        let alerts = alertmanager.alerts().await.unwrap();
+        if let Some(held) = alerts
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "LoginPasswordGuessing")
+        {
+            break held;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Alertmanager never received LoginPasswordGuessing"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(held["status"]["state"], "suppressed", "{held}");
+    assert!(
+        held["status"]["inhibitedBy"]
+            .as_array()
+            .is_some_and(|by| !by.is_empty()),
+        "{held}"
+    );
+    // ...and no receiver hears of it, over several group intervals.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leaked: Vec<Notification> = webhook
+        .received()
+        .into_iter()
+        .filter(|n| n.alerts_named("LoginPasswordGuessing").next().is_some())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "an inhibited alert was notified: {leaked:?}"
+    );
+    // ANCHOR_END: inhibited
+    let downs = webhook
+        .received()
+        .into_iter()
+        .filter(|n| n.has("LoginServerDown", "firing"))
+        .count();
+    assert_eq!(downs, 1, "one page for the outage, not one per alert");
+}
