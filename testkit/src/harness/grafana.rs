@@ -112,8 +112,8 @@ impl Grafana {
                 // The image's own entrypoint and command start the server.
                 Ok(Launch {
                     files,
-                    args: Vec::new(),
                     env,
+                    ..Launch::default()
                 })
             })
             .await?;

@@ -3,11 +3,14 @@
 //! - [`engine`]: one launcher for every engine: a local or pulled image in Docker, or
 //!   a native binary, on a free port, decided once per test binary, logs in errors.
 //! - [`prometheus`]: [`prometheus::Prometheus`] runs the repository's `prometheus.yml`
-//!   against the server under test.
+//!   against the server under test; its builder runs the other configurations
+//!   (`file_sd` targets, external labels, remote write).
+//! - [`victoria_metrics`]: VictoriaMetrics, the long-term store Prometheus writes to.
+//! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
 //! - [`docker`]: Docker availability, image references, unique names, container logs.
 //!
-//! Environment variables, per engine (`PROMETHEUS`, `GRAFANA`):
+//! Environment variables, per engine (`PROMETHEUS`, `VICTORIA_METRICS`, `GRAFANA`):
 //!
 //! - `LOGIN_METRICS_<ENGINE>=container|native|auto` (default `auto`).
 //! - `<ENGINE>_IMAGE`: the image for the container backend (default: the official
@@ -18,3 +21,5 @@ pub mod docker;
 pub mod engine;
 pub mod grafana;
 pub mod prometheus;
+pub mod promql;
+pub mod victoria_metrics;
