@@ -70,6 +70,10 @@ pub struct Options {
     /// Whether a Prometheus container must reach it (a native VictoriaMetrics then
     /// listens on every interface rather than on loopback only).
     pub reachable_from_containers: bool,
+    /// Join this Docker network as this container name (`(network, name)`), so that
+    /// other containers (Prometheus, Grafana) reach it at
+    /// [`network_url`](VictoriaMetrics::network_url). Needs the container backend.
+    pub network: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
         Self {
             dedup_interval: super::prometheus::TEST_INTERVAL,
             reachable_from_containers: false,
+            network: None,
         }
     }
 }
@@ -97,7 +102,7 @@ impl VictoriaMetrics {
         let relabel = std::fs::read(&relabel_path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", relabel_path.display()))?;
         let reach = Reach {
-            network: None,
+            network: options.network.clone(),
             from_containers: options.reachable_from_containers,
         };
         let dedup = format!("{}ms", options.dedup_interval.as_millis());
@@ -140,6 +145,12 @@ impl VictoriaMetrics {
     #[must_use]
     pub fn remote_write_url(&self, peer: Backend) -> String {
         format!("http://{}{WRITE_PATH}", self.engine.address_for(peer))
+    }
+
+    /// `http://NAME:8428` on the Docker network of [`Options::network`]; `None` otherwise.
+    #[must_use]
+    pub fn network_url(&self) -> Option<&str> {
+        self.engine.network_url()
     }
 
     /// `http://127.0.0.1:PORT`: the HTTP API as the test sees it.
