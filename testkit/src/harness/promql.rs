@@ -120,6 +120,33 @@ impl QueryApi {
         }
     }
 
+    /// Polls the instant query `promql` until it returns exactly one series whose value
+    /// is `expected` (within 1e-9); `Err` shows the last answer.
+    pub async fn wait_for_value(
+        &self,
+        promql: &str,
+        expected: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.query(promql).await {
+                Ok(result) => match single_value(&result) {
+                    Some(value) if (value - expected).abs() < 1e-9 => return Ok(()),
+                    _ => result.to_string(),
+                },
+                Err(e) => format!("error: {e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: `{promql}` did not become {expected} within {timeout:?}; last answer: {last}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
     /// `GET path` (relative to the base URL); the JSON body of a 2xx answer.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base_url);
