@@ -653,6 +653,11 @@ pub struct RemoteWriteStats {
     /// Samples sent again after a recoverable error
     /// (`prometheus_remote_storage_samples_retried_total`).
     pub retried: f64,
+    /// How far the slowest queue is behind: the newest sample Prometheus has
+    /// (`prometheus_remote_storage_highest_timestamp_in_seconds`) minus the newest it
+    /// sent (`prometheus_remote_storage_queue_highest_sent_timestamp_seconds`), in
+    /// seconds; `None` before anything was sent.
+    pub lag_seconds: Option<f64>,
 }
 
 /// The names of each figure, current first. Prometheus 2.23 renamed them (changelog of
@@ -706,34 +711,56 @@ impl RemoteWriteStats {
             })?;
         }
         let [sent, failed, pending, retried] = values;
+        let highest = values_of(
+            exposition,
+            "prometheus_remote_storage_highest_timestamp_in_seconds",
+        )
+        .into_iter()
+        .fold(None, |max: Option<f64>, v| {
+            Some(max.map_or(v, |m| m.max(v)))
+        });
+        let slowest_sent = values_of(
+            exposition,
+            "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+        )
+        .into_iter()
+        .fold(None, |min: Option<f64>, v| {
+            Some(min.map_or(v, |m| m.min(v)))
+        });
+        let lag_seconds = match (highest, slowest_sent) {
+            (Some(highest), Some(sent)) if sent > 0.0 => Some((highest - sent).max(0.0)),
+            _ => None,
+        };
         Ok(Self {
             sent,
             failed,
             pending,
             retried,
+            lag_seconds,
         })
     }
 }
 
+/// Every sample of `name` (any labels).
+fn values_of(exposition: &str, name: &str) -> Vec<f64> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                return None; // a longer name with this prefix
+            }
+            rest.rsplit_once(' ')
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        })
+        .collect()
+}
+
 /// The sum of every sample of `name` (any labels); `None` when there is none.
 fn sum_of(exposition: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue; // a longer name with this prefix
-        }
-        let Some(value) = rest
-            .rsplit_once(' ')
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        else {
-            continue;
-        };
-        *found.get_or_insert(0.0) += value;
-    }
-    found
+    let values = values_of(exposition, name);
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 // ---------------------------------------------------------------------------
@@ -1037,6 +1064,9 @@ prometheus_remote_storage_samples_failed_total{remote_name=\"a\",url=\"u\"} 0
 prometheus_remote_storage_samples_pending{remote_name=\"a\",url=\"u\"} 497
 prometheus_remote_storage_samples_retried_total{remote_name=\"a\",url=\"u\"} 3
 prometheus_remote_storage_samples_in_total 9997
+prometheus_remote_storage_highest_timestamp_in_seconds 1.795686749e+09
+prometheus_remote_storage_queue_highest_sent_timestamp_seconds{remote_name=\"a\",url=\"u\"} 1.795686747e+09
+prometheus_remote_storage_queue_highest_sent_timestamp_seconds{remote_name=\"b\",url=\"v\"} 1.795686744e+09
 ";
         let stats = RemoteWriteStats::parse(current).unwrap();
         assert_eq!(
@@ -1045,7 +1075,8 @@ prometheus_remote_storage_samples_in_total 9997
                 sent: 10_000.0,
                 failed: 0.0,
                 pending: 497.0,
-                retried: 3.0
+                retried: 3.0,
+                lag_seconds: Some(5.0),
             }
         );
         let old = "\
@@ -1056,6 +1087,7 @@ prometheus_remote_storage_retried_samples_total{queue=\"q\"} 0
 ";
         let old = RemoteWriteStats::parse(old).unwrap();
         assert!((old.sent - 7.0).abs() < f64::EPSILON, "{old:?}");
+        assert_eq!(old.lag_seconds, None);
         let err = RemoteWriteStats::parse("up 1\n").unwrap_err().to_string();
         assert!(err.contains("no remote write sent figure"), "{err}");
     }
