@@ -568,13 +568,25 @@ fn compose_command() -> Option<Vec<&'static str>> {
 }
 
 fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
+    compose_config_with_profile(cmd, password, None)
+}
+
+fn compose_config_with_profile(
+    cmd: &[&str],
+    password: Option<&str>,
+    profile: Option<&str>,
+) -> std::process::Output {
     let mut command = Command::new(cmd[0]);
+    command.args(&cmd[1..]);
+    if let Some(profile) = profile {
+        command.args(["--profile", profile]);
+    }
     command
-        .args(&cmd[1..])
         .args(["--file", "docker-compose.yml", "config"])
         .current_dir(ROOT)
         .env_remove("GRAFANA_ADMIN_PASSWORD")
-        .env_remove("GRAFANA_ANONYMOUS_ENABLED");
+        .env_remove("GRAFANA_ANONYMOUS_ENABLED")
+        .env_remove("PROMETHEUS_URL");
     if let Some(password) = password {
         command.env("GRAFANA_ADMIN_PASSWORD", password);
     }
@@ -608,6 +620,7 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
     );
     assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
     assert_eq!(env["PROMETHEUS_URL"], "http://prometheus:9090");
+    assert_eq!(env["LONG_TERM_STORE_URL"], "http://victoria-metrics:8428");
     assert_eq!(
         env["PROMETHEUS_SCRAPE_INTERVAL"],
         yaml("deploy/prometheus.docker.yml")["global"]["scrape_interval"],
@@ -625,6 +638,82 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
         "compose must refuse to start without a password"
     );
     assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
+}
+
+/// The value of `--flag=value` (or `-flag=value`) in a service's command.
+fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
+    service["command"]
+        .as_sequence()?
+        .iter()
+        .filter_map(Yaml::as_str)
+        .find_map(|arg| {
+            arg.trim_start_matches('-')
+                .strip_prefix(flag)?
+                .strip_prefix('=')
+        })
+}
+
+#[test]
+fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
+    let Some(cmd) = compose_command() else {
+        login_metrics_testkit::env::skip(
+            "neither `docker compose` nor `docker-compose` is installed",
+        );
+        return;
+    };
+    let output = compose_config_with_profile(&cmd, Some("test-password"), Some("scale"));
+    assert!(
+        output.status.success(),
+        "{} --profile scale config: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    let mounts = |service: &Yaml| format!("{:?}", service["volumes"]);
+    for replica in ["a", "b"] {
+        let service = &services[format!("prometheus-{replica}").as_str()];
+        assert_eq!(service["image"], prometheus::DEFAULT_IMAGE, "{replica}");
+        assert_eq!(
+            format!("{:?}", service["profiles"]),
+            format!("{:?}", Yaml::Sequence(vec!["scale".into()])),
+            "only with --profile scale"
+        );
+        let volumes = mounts(service);
+        for needle in [
+            format!("deploy/scale/prometheus-{replica}.yml"),
+            "deploy/scale/targets".to_owned(),
+            "/etc/prometheus/targets".to_owned(),
+        ] {
+            assert!(
+                volumes.contains(&needle),
+                "prometheus-{replica}: {needle} in {volumes}"
+            );
+        }
+        let ports = format!("{:?}", service["ports"]);
+        assert!(ports.contains("127.0.0.1"), "loopback only: {ports}");
+    }
+    let victoria = &services["victoria-metrics"];
+    assert_eq!(victoria["image"], victoria_metrics::DEFAULT_IMAGE);
+    assert!(format!("{:?}", victoria["profiles"]).contains("scale"));
+    // Deduplication at the pair's scrape interval, with the replica label dropped.
+    let pair_interval = yaml("deploy/scale/prometheus-a.yml")["global"]["scrape_interval"].clone();
+    assert_eq!(
+        flag(victoria, "dedup.minScrapeInterval"),
+        pair_interval.as_str()
+    );
+    assert_eq!(
+        flag(victoria, "relabelConfig"),
+        Some("/etc/victoria-metrics/relabel.yml")
+    );
+    assert!(mounts(victoria).contains(victoria_metrics::RELABEL_CONFIG));
+    // The pair writes where the service listens.
+    let remote = &yaml("deploy/scale/prometheus-a.yml")["remote_write"][0]["url"];
+    assert_eq!(remote, "http://victoria-metrics:8428/api/v1/write");
+    assert_eq!(
+        services["grafana"]["environment"]["LONG_TERM_STORE_URL"],
+        "http://victoria-metrics:8428"
+    );
 }
 
 /// A range query the way Grafana sends it: start and end aligned to the step.
