@@ -5,13 +5,17 @@
 use std::collections::BTreeMap;
 
 use login_metrics_testkit::book::markdown_files;
-use login_metrics_testkit::harness::{grafana, prometheus};
+use login_metrics_testkit::harness::{grafana, prometheus, victoria_metrics};
 use login_metrics_testkit::repo_root;
 use regex::Regex;
 
 /// Image name → the tag the harness pins.
 fn pinned() -> BTreeMap<&'static str, &'static str> {
-    [prometheus::DEFAULT_IMAGE, grafana::DEFAULT_IMAGE]
+    [
+        prometheus::DEFAULT_IMAGE,
+        grafana::DEFAULT_IMAGE,
+        victoria_metrics::DEFAULT_IMAGE,
+    ]
         .into_iter()
         .map(|reference| reference.split_once(':').expect("a pinned tag"))
         .collect()
