@@ -16,9 +16,9 @@ fn pinned() -> BTreeMap<&'static str, &'static str> {
         grafana::DEFAULT_IMAGE,
         victoria_metrics::DEFAULT_IMAGE,
     ]
-        .into_iter()
-        .map(|reference| reference.split_once(':').expect("a pinned tag"))
-        .collect()
+    .into_iter()
+    .map(|reference| reference.split_once(':').expect("a pinned tag"))
+    .collect()
 }
 
 #[test]
