@@ -307,6 +307,9 @@ impl PrometheusBuilder {
         let path = crate::repo_root().join(&self.config);
         let original = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
+        // The rule files the configuration names travel with it, at the same relative
+        // paths, so that a configuration with `rule_files:` runs as it is.
+        let rule_files = rule_files_of(&path, &original)?;
         let rewrite = |ctx: &LaunchContext| -> anyhow::Result<(String, Option<String>)> {
             let changes = Changes {
                 static_target: self.server_port.map(|port| format!("{}:{port}", ctx.host)),
@@ -331,6 +334,7 @@ impl PrometheusBuilder {
             .start(self.reach.clone(), |ctx| {
                 let (config, _) = rewrite(ctx)?;
                 let mut files = vec![("prometheus.yml".to_owned(), config.into_bytes())];
+                files.extend(rule_files.iter().cloned());
                 files.extend(self.files.iter().cloned());
                 let mounts = match (&self.targets, ctx.backend) {
                     (Some(dir), Backend::Container) => {
@@ -897,6 +901,53 @@ fn rewrite_config(original: &str, changes: &Changes) -> anyhow::Result<(Yaml, Op
     Ok((doc, static_job.or(file_sd_job)))
 }
 
+/// The files matched by the relative `rule_files` entries of the configuration at
+/// `config_path` (text `yaml`), as `(path relative to the configuration, contents)`. A
+/// `*` is understood in the file name part only, as in most configurations; absolute
+/// paths are left to the reader's machine.
+fn rule_files_of(config_path: &Path, yaml: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let doc: Yaml = serde_yaml_ng::from_str(yaml).context("not valid YAML")?;
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let mut files = Vec::new();
+    for entry in doc["rule_files"].as_sequence().into_iter().flatten() {
+        let Some(pattern) = entry.as_str() else {
+            continue;
+        };
+        if pattern.starts_with('/') {
+            continue;
+        }
+        let (dir, name) = pattern.rsplit_once('/').unwrap_or(("", pattern));
+        let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
+        let literal = !name.contains('*');
+        let directory = base.join(dir);
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue; // Prometheus reports a missing file itself.
+        };
+        for file in entries.flatten() {
+            let file_name = file.file_name().to_string_lossy().into_owned();
+            let matches = if literal {
+                file_name == name
+            } else {
+                file_name.len() >= prefix.len() + suffix.len()
+                    && file_name.starts_with(prefix)
+                    && file_name.ends_with(suffix)
+            };
+            if matches && file.path().is_file() {
+                let relative = if dir.is_empty() {
+                    file_name
+                } else {
+                    format!("{dir}/{file_name}")
+                };
+                let bytes = std::fs::read(file.path())
+                    .with_context(|| format!("reading {}", file.path().display()))?;
+                files.push((relative, bytes));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
 /// Points every static target on [`CONFIGURED_METRICS_PORT`] of `scrape_config` at
 /// `target`; whether there was one.
 fn rewrite_static_targets(scrape_config: &mut Mapping, target: &str) -> bool {
@@ -1090,6 +1141,31 @@ prometheus_remote_storage_retried_samples_total{queue=\"q\"} 0
         assert_eq!(old.lag_seconds, None);
         let err = RemoteWriteStats::parse("up 1\n").unwrap_err().to_string();
         assert!(err.contains("no remote write sent figure"), "{err}");
+    }
+
+    #[test]
+    fn rule_files_named_by_the_configuration_travel_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        for name in ["recording.yml", "alerts.yml", "notes.txt"] {
+            std::fs::write(dir.path().join("rules").join(name), name).unwrap();
+        }
+        std::fs::write(dir.path().join("extra.yml"), "extra").unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let yaml =
+            "rule_files:\n  - rules/*.yml\n  - extra.yml\n  - missing.yml\n  - /etc/abs.yml\n";
+        let files = rule_files_of(&config, yaml).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["extra.yml", "rules/alerts.yml", "rules/recording.yml"]
+        );
+        assert_eq!(files[2].1, b"recording.yml");
+        assert!(
+            rule_files_of(&config, "scrape_configs: []")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
