@@ -1,8 +1,10 @@
 //! The Grafana files, checked without Grafana: they parse into the typed structs of
-//! `login_metrics_testkit::dashboard`, every panel is complete and points at the provisioned
-//! data source, the compose stack is valid, and every panel's query — with
-//! Grafana's built-in variables replaced the way Grafana replaces them — returns
-//! data from a real Prometheus scraping a real server that received traffic.
+//! `login_metrics_testkit::dashboard`, every panel is complete and takes its data source
+//! from the dashboard's variable, every query filters by the `job` and `instance`
+//! variables and aggregates across instances, the compose stack is valid, and every
+//! panel's query — with Grafana's variables replaced the way Grafana replaces them —
+//! returns data from a real Prometheus scraping a real server that received traffic,
+//! and from the real VictoriaMetrics that Prometheus writes to.
 
 #[path = "support/traffic.rs"]
 mod traffic;
@@ -14,11 +16,14 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use login_metrics_testkit::dashboard::{
-    DASHBOARD_UID, DATASOURCE_UID, Dashboard, DashboardProvisioning, DataSourceProvisioning, Panel,
-    QueryContext, dashboard_file, dashboard_provider_file, datasource_file, env_reference,
-    load_dashboard, load_yaml,
+    DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
+    DataSourceProvisioning, LONG_TERM_STORE_UID, Panel, QueryContext, Variables, dashboard_file,
+    dashboard_provider_file, datasource_file, env_reference, load_dashboard, load_yaml,
+    long_term_store_file,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::harness::promql::QueryApi;
+use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::harness::{grafana, prometheus};
 use login_metrics_testkit::testing::TestServer;
 use serde_json::Value;
@@ -47,8 +52,19 @@ const SEED_PANELS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The matchers every query of the dashboard carries, for its `job` and `instance`
+/// variables.
+const VARIABLE_MATCHERS: &str = r#"job=~"$job", instance=~"$instance""#;
+
 fn dashboard() -> Dashboard {
     load_dashboard(&dashboard_file()).unwrap()
+}
+
+/// `expr` without the variable matchers: with "All" chosen they match everything, so
+/// what remains is the query's meaning.
+fn without_variable_matchers(expr: &str) -> String {
+    expr.replace(&format!(", {VARIABLE_MATCHERS}"), "")
+        .replace(&format!("{{{VARIABLE_MATCHERS}}}"), "")
 }
 
 fn yaml(path: &str) -> Yaml {
@@ -105,6 +121,29 @@ fn the_data_source_is_provisioned_with_a_fixed_uid_and_settings_from_the_environ
 }
 
 #[test]
+fn the_long_term_store_is_a_second_data_source_that_speaks_promql() {
+    let provisioning: DataSourceProvisioning = load_yaml(&long_term_store_file()).unwrap();
+    assert_eq!(provisioning.api_version, 1);
+    let [store] = provisioning.datasources.as_slice() else {
+        panic!("exactly one data source: {provisioning:?}");
+    };
+    let prometheus: DataSourceProvisioning = load_yaml(&datasource_file()).unwrap();
+    let prometheus = &prometheus.datasources[0];
+    // The same plugin, so the dashboard's $datasource variable offers both.
+    assert_eq!(store.kind, prometheus.kind);
+    assert_eq!(store.uid, LONG_TERM_STORE_UID);
+    assert_ne!(store.name, prometheus.name);
+    assert!(!store.is_default, "Prometheus stays the default");
+    assert!(!store.editable);
+    assert_eq!(env_reference(&store.url), Some("LONG_TERM_STORE_URL"));
+    // The store holds what Prometheus scraped: the same scrape interval.
+    assert_eq!(
+        store.json_data.time_interval,
+        prometheus.json_data.time_interval
+    );
+}
+
+#[test]
 fn the_dashboard_provider_loads_the_dashboards_directory() {
     let provisioning: DashboardProvisioning = load_yaml(&dashboard_provider_file()).unwrap();
     assert_eq!(provisioning.api_version, 1);
@@ -157,8 +196,8 @@ fn every_panel_has_a_title_a_unit_thresholds_and_the_provisioned_data_source() {
         let datasource = panel.datasource.as_ref().expect("panel data source");
         assert_eq!(
             (datasource.kind.as_str(), datasource.uid.as_str()),
-            ("prometheus", DATASOURCE_UID),
-            "{what}"
+            ("prometheus", DATASOURCE_VARIABLE),
+            "{what}: the data source the dashboard's variable chooses"
         );
         let thresholds = panel
             .field_config
@@ -206,6 +245,145 @@ fn every_panel_has_a_title_a_unit_thresholds_and_the_provisioned_data_source() {
 }
 
 #[test]
+fn the_data_source_is_a_variable_offering_every_prometheus_type_source() {
+    let dashboard = dashboard();
+    let variable = dashboard
+        .variable("datasource")
+        .expect("a $datasource variable");
+    assert_eq!(variable.kind, "datasource");
+    assert_eq!(
+        variable.query, "prometheus",
+        "lists Prometheus-type sources only"
+    );
+    assert_eq!(
+        variable.current["value"], DATASOURCE_UID,
+        "opens on Prometheus"
+    );
+    assert_eq!(
+        dashboard.templating.list[0].name, "datasource",
+        "resolved first: the other variables query it"
+    );
+    for name in ["job", "instance"] {
+        let query_variable = dashboard.variable(name).unwrap();
+        assert_eq!(
+            query_variable.datasource.as_ref().map(|d| d.uid.as_str()),
+            Some(DATASOURCE_VARIABLE),
+            "${name} asks the chosen data source"
+        );
+    }
+}
+
+#[test]
+fn job_and_instance_are_variables_that_open_on_all() {
+    let dashboard = dashboard();
+    let job = dashboard.variable("job").expect("a $job variable");
+    let instance = dashboard
+        .variable("instance")
+        .expect("an $instance variable");
+    for variable in [job, instance] {
+        assert_eq!(variable.kind, "query", "{}", variable.name);
+        assert!(variable.include_all && variable.multi, "{}", variable.name);
+        assert!(
+            variable.defaults_to_all(),
+            "{}: {}",
+            variable.name,
+            variable.current
+        );
+    }
+    // $job offers the jobs exporting the login server's metrics, and its "All" is
+    // exactly those (no allValue): `up` of other jobs stays out of the up panels.
+    assert_eq!(
+        job.label_values(),
+        Some(("login_requests_total".to_owned(), "job".to_owned()))
+    );
+    assert_eq!(job.all_value, None);
+    // $instance offers the instances of the chosen jobs; "All" is `.+`, short
+    // however many instances there are.
+    assert_eq!(
+        instance.label_values(),
+        Some((
+            r#"login_requests_total{job=~"$job"}"#.to_owned(),
+            "instance".to_owned()
+        ))
+    );
+    assert_eq!(instance.all_value.as_deref(), Some(".+"));
+}
+
+#[test]
+fn every_selector_of_every_query_filters_by_job_and_instance() {
+    // A metric name, then its label matchers if any.
+    let selector = regex::Regex::new(r"\b(up|login_[a-z_]+)(\{[^}]*\})?").unwrap();
+    for (panel, target) in dashboard().queries() {
+        let mut found = 0;
+        for captures in selector.captures_iter(&target.expr) {
+            found += 1;
+            let matchers = captures.get(2).map_or("", |m| m.as_str());
+            assert!(
+                matchers.contains(VARIABLE_MATCHERS),
+                "{:?} {}: `{}` does not filter by $job and $instance in `{}`",
+                panel.title,
+                target.ref_id,
+                &captures[0],
+                target.expr
+            );
+        }
+        assert!(
+            found > 0,
+            "{:?}: no selector in `{}`",
+            panel.title,
+            target.expr
+        );
+    }
+}
+
+#[test]
+fn every_panel_aggregates_across_instances_sum_before_dividing_and_by_le_before_quantiles() {
+    let dashboard = dashboard();
+    // The queries left per series on purpose, one tile or line per instance (their
+    // legend says which): the up tiles, and the seed's average next to the
+    // aggregated line.
+    let per_instance_on_purpose = [("Target up", "A"), ("Average latency", "A")];
+    for (panel, target) in dashboard.queries() {
+        let expr = without_variable_matchers(&target.expr);
+        let what = format!("{:?} {}: `{expr}`", panel.title, target.ref_id);
+        if per_instance_on_purpose.contains(&(panel.title.as_str(), target.ref_id.as_str())) {
+            assert_eq!(
+                target.legend_format.as_deref(),
+                Some("{{instance}}"),
+                "{what}"
+            );
+            continue;
+        }
+        if expr.contains("histogram_quantile(") {
+            assert!(
+                expr.contains("sum by (le) (rate("),
+                "{what}: buckets are summed by le across instances first"
+            );
+        } else if expr.contains(" / ") {
+            for side in expr.split(" / ") {
+                assert!(
+                    side.trim().starts_with("sum("),
+                    "{what}: sum each side, then divide"
+                );
+            }
+        } else {
+            assert!(
+                ["sum(", "sum by (", "count("]
+                    .iter()
+                    .any(|a| expr.starts_with(a)),
+                "{what}: one series per aggregate, not one per instance"
+            );
+        }
+    }
+    let average = dashboard.panel("Average latency").unwrap();
+    assert_eq!(average.targets.len(), 2);
+    assert_eq!(
+        average.targets[1].legend_format.as_deref(),
+        Some("all instances")
+    );
+}
+
+#[test]
 fn panels_do_not_overlap() {
     let dashboard = dashboard();
     let cells = |p: &Panel| {
@@ -243,11 +421,10 @@ fn the_seed_queries_are_kept_with_rate_interval_instead_of_one_minute() {
         let panel = dashboard
             .panel(title)
             .unwrap_or_else(|| panic!("panel {title:?}"));
-        assert_eq!(panel.targets.len(), 1);
         assert_eq!(
-            panel.targets[0].expr.replace("$__rate_interval", "1m"),
+            without_variable_matchers(&panel.targets[0].expr).replace("$__rate_interval", "1m"),
             seed,
-            "{title}"
+            "{title}: the first query is the seed's"
         );
     }
     for (title, unit) in [
@@ -275,7 +452,9 @@ fn the_sre_panels_are_there() {
     let percentiles = dashboard
         .panel("Latency percentiles (p50, p95, p99)")
         .unwrap();
-    let bucket_rate = "sum by (le) (rate(login_request_latency_seconds_bucket[$__rate_interval]))";
+    let bucket_rate = format!(
+        "sum by (le) (rate(login_request_latency_seconds_bucket{{{VARIABLE_MATCHERS}}}[$__rate_interval]))"
+    );
     let quantiles: Vec<(String, String)> = percentiles
         .targets
         .iter()
@@ -313,19 +492,48 @@ fn the_sre_panels_are_there() {
         Some("{{status_code}}")
     );
     assert!(
-        by_code.targets[0]
-            .expr
+        without_variable_matchers(&by_code.targets[0].expr)
             .starts_with("sum by (status_code) (rate(login_requests_total[")
     );
 
     let up = dashboard.panel("Target up").unwrap();
-    assert_eq!(
-        up.targets[0].expr,
-        format!("up{{job=\"{}\"}}", login_job_name())
-    );
+    assert_eq!(up.targets[0].expr, format!("up{{{VARIABLE_MATCHERS}}}"));
+    assert_eq!(up.targets[0].legend_format.as_deref(), Some("{{instance}}"));
     assert!(
         !up.field_config.defaults.mappings.is_empty(),
         "0/1 shown as DOWN/UP"
+    );
+
+    let of_expected = dashboard.panel("Targets up of expected").unwrap();
+    let queries: Vec<(&str, &str)> = of_expected
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.expr.as_str(),
+                t.legend_format.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            (format!("sum(up{{{VARIABLE_MATCHERS}}})").as_str(), "up"),
+            (
+                format!("count(up{{{VARIABLE_MATCHERS}}})").as_str(),
+                "expected"
+            ),
+        ]
+    );
+
+    let per_instance = dashboard.panel("Requests per instance").unwrap();
+    assert_eq!(
+        without_variable_matchers(&per_instance.targets[0].expr),
+        "sum by (instance) (rate(login_requests_total[$__rate_interval]))"
+    );
+    assert_eq!(
+        per_instance.targets[0].legend_format.as_deref(),
+        Some("{{instance}}")
     );
 
     let in_flight = dashboard.panel("Requests in flight").unwrap();
@@ -364,13 +572,25 @@ fn compose_command() -> Option<Vec<&'static str>> {
 }
 
 fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
+    compose_config_with_profile(cmd, password, None)
+}
+
+fn compose_config_with_profile(
+    cmd: &[&str],
+    password: Option<&str>,
+    profile: Option<&str>,
+) -> std::process::Output {
     let mut command = Command::new(cmd[0]);
+    command.args(&cmd[1..]);
+    if let Some(profile) = profile {
+        command.args(["--profile", profile]);
+    }
     command
-        .args(&cmd[1..])
         .args(["--file", "docker-compose.yml", "config"])
         .current_dir(ROOT)
         .env_remove("GRAFANA_ADMIN_PASSWORD")
-        .env_remove("GRAFANA_ANONYMOUS_ENABLED");
+        .env_remove("GRAFANA_ANONYMOUS_ENABLED")
+        .env_remove("PROMETHEUS_URL");
     if let Some(password) = password {
         command.env("GRAFANA_ADMIN_PASSWORD", password);
     }
@@ -408,6 +628,7 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
     );
     assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
     assert_eq!(env["PROMETHEUS_URL"], "http://prometheus:9090");
+    assert_eq!(env["LONG_TERM_STORE_URL"], "http://victoria-metrics:8428");
     assert_eq!(
         env["PROMETHEUS_SCRAPE_INTERVAL"],
         yaml("deploy/prometheus.docker.yml")["global"]["scrape_interval"],
@@ -427,19 +648,90 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
     assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
 }
 
+/// The value of `--flag=value` (or `-flag=value`) in a service's command.
+fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
+    service["command"]
+        .as_sequence()?
+        .iter()
+        .filter_map(Yaml::as_str)
+        .find_map(|arg| {
+            arg.trim_start_matches('-')
+                .strip_prefix(flag)?
+                .strip_prefix('=')
+        })
+}
+
+#[test]
+fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
+    let Some(cmd) = compose_command() else {
+        login_metrics_testkit::env::skip(
+            "neither `docker compose` nor `docker-compose` is installed",
+        );
+        return;
+    };
+    let output = compose_config_with_profile(&cmd, Some("test-password"), Some("scale"));
+    assert!(
+        output.status.success(),
+        "{} --profile scale config: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    let mounts = |service: &Yaml| format!("{:?}", service["volumes"]);
+    for replica in ["a", "b"] {
+        let service = &services[format!("prometheus-{replica}").as_str()];
+        assert_eq!(service["image"], prometheus::DEFAULT_IMAGE, "{replica}");
+        assert_eq!(
+            format!("{:?}", service["profiles"]),
+            format!("{:?}", Yaml::Sequence(vec!["scale".into()])),
+            "only with --profile scale"
+        );
+        let volumes = mounts(service);
+        for needle in [
+            format!("deploy/scale/prometheus-{replica}.yml"),
+            "deploy/scale/targets".to_owned(),
+            "/etc/prometheus/targets".to_owned(),
+        ] {
+            assert!(
+                volumes.contains(&needle),
+                "prometheus-{replica}: {needle} in {volumes}"
+            );
+        }
+        let ports = format!("{:?}", service["ports"]);
+        assert!(ports.contains("127.0.0.1"), "loopback only: {ports}");
+    }
+    let victoria = &services["victoria-metrics"];
+    assert_eq!(victoria["image"], victoria_metrics::DEFAULT_IMAGE);
+    assert!(format!("{:?}", victoria["profiles"]).contains("scale"));
+    // Deduplication at the pair's scrape interval, with the replica label dropped.
+    let pair_interval = yaml("deploy/scale/prometheus-a.yml")["global"]["scrape_interval"].clone();
+    assert_eq!(
+        flag(victoria, "dedup.minScrapeInterval"),
+        pair_interval.as_str()
+    );
+    assert_eq!(
+        flag(victoria, "relabelConfig"),
+        Some("/etc/victoria-metrics/relabel.yml")
+    );
+    assert!(mounts(victoria).contains(victoria_metrics::RELABEL_CONFIG));
+    // The pair writes where the service listens.
+    let remote = &yaml("deploy/scale/prometheus-a.yml")["remote_write"][0]["url"];
+    assert_eq!(remote, "http://victoria-metrics:8428/api/v1/write");
+    assert_eq!(
+        services["grafana"]["environment"]["LONG_TERM_STORE_URL"],
+        "http://victoria-metrics:8428"
+    );
+}
+
 /// A range query the way Grafana sends it: start and end aligned to the step.
-async fn query_range(
-    prometheus: &Prometheus,
-    promql: &str,
-    ctx: &QueryContext,
-) -> anyhow::Result<Value> {
+async fn query_range(api: &QueryApi, promql: &str, ctx: &QueryContext) -> anyhow::Result<Value> {
     let step = ctx.interval.as_secs().max(1);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let end = now - now % step;
     let start = end.saturating_sub(30);
     #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly.
-    prometheus
-        .query_range(promql, start as f64, end as f64, Duration::from_secs(step))
+    api.query_range(promql, start as f64, end as f64, Duration::from_secs(step))
         .await
 }
 
@@ -466,40 +758,51 @@ fn numbers(result: &Value) -> Vec<f64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
-    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        .await
-        .unwrap();
-    let Some(prometheus) = Prometheus::start(server.metrics_addr.port()).await.unwrap() else {
-        return; // the harness printed why
-    };
-    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
-    prometheus
-        .wait_for_target_health("up", Duration::from_secs(30))
-        .await
-        .unwrap();
+/// The dashboard's variables as Grafana resolves them against `api`, once the engine
+/// has the series their `label_values()` queries ask about.
+async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
+    let deadline = Instant::now() + DATA_TIMEOUT;
+    loop {
+        match Variables::resolve(dashboard, uid, api).await {
+            Ok(variables) => return variables,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{}: the dashboard's variables: {e:#}", api.name())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
 
-    let dashboard = dashboard();
-    let range = parse_relative(&dashboard.time.from);
-    let ctx = QueryContext::for_panel(range, PANEL_POINTS, HARNESS_SCRAPE_INTERVAL);
-    assert_eq!(ctx.rate_interval(), Duration::from_secs(4), "{ctx:?}");
-
+/// Every query of every panel, as Grafana would send it to the data source `uid`
+/// served by `api`, returns a number, as an instant and as a range query.
+async fn every_query_returns_data(
+    dashboard: &Dashboard,
+    ctx: &QueryContext,
+    uid: &str,
+    api: &QueryApi,
+    traffic: &traffic::Traffic,
+) -> Variables {
+    let variables = resolve_variables(dashboard, uid, api).await;
     // ANCHOR: every_query
     for (panel, target) in dashboard.queries() {
-        let promql = ctx.expand(&target.expr);
+        let promql = ctx.expand(&variables.expand(&target.expr));
         assert!(!promql.contains('$'), "unexpanded variable in {promql}");
-        let what = format!("{:?} {} `{promql}`", panel.title, target.ref_id);
-        let instant = prometheus
-            .wait_for_data(&promql, DATA_TIMEOUT)
+        let what = format!(
+            "{}: {:?} {} `{promql}`",
+            api.name(),
+            panel.title,
+            target.ref_id
+        );
+        let instant = api
+            .poll_for_data(&promql, DATA_TIMEOUT)
             .await
-            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            .unwrap_or_else(|e| panic!("{what}: no data; last answer {}", e.last));
         // The range query's end is aligned down to the step, so it may miss the
         // newest sample for a moment: poll it too.
         let deadline = Instant::now() + DATA_TIMEOUT;
         // Zeros are not data: with traffic flowing, every panel has a non-zero point.
         loop {
-            let ranged = query_range(&prometheus, &promql, &ctx).await.unwrap();
+            let ranged = query_range(api, &promql, ctx).await.unwrap();
             if numbers(&ranged).iter().any(|v| *v != 0.0) {
                 break;
             }
@@ -513,6 +816,49 @@ async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
         assert!(!traffic.failed(), "the traffic generator stopped early");
     }
     // ANCHOR_END: every_query
+    variables
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_store() {
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let Some(placement) = Prometheus::placement().await.unwrap() else {
+        return; // the harness printed why
+    };
+    // The long-term store, when one can run here (else one skip line, and the
+    // Prometheus half still runs).
+    let victoria = VictoriaMetrics::start(victoria_metrics::Options {
+        reachable_from_containers: placement.backend() == prometheus::Backend::Container,
+        ..victoria_metrics::Options::default()
+    })
+    .await
+    .unwrap();
+    let mut builder = Prometheus::builder().scrape_server(server.metrics_addr.port());
+    if let Some(victoria) = &victoria {
+        builder = builder.remote_write(victoria.remote_write_url(placement.backend()));
+    }
+    let Some(prometheus) = builder.start().await.unwrap() else {
+        return;
+    };
+    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+    prometheus
+        .wait_for_target_health("up", Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let dashboard = dashboard();
+    let range = parse_relative(&dashboard.time.from);
+    let ctx = QueryContext::for_panel(range, PANEL_POINTS, HARNESS_SCRAPE_INTERVAL);
+    assert_eq!(ctx.rate_interval(), Duration::from_secs(4), "{ctx:?}");
+
+    let variables =
+        every_query_returns_data(&dashboard, &ctx, DATASOURCE_UID, prometheus.api(), &traffic)
+            .await;
+    // "All" jobs is the job prometheus.yml defines; "All" instances is `.+`.
+    assert_eq!(variables.get("job"), Some(login_job_name().as_str()));
+    assert_eq!(variables.get("instance"), Some(".+"));
 
     // Values that must hold, not just exist.
     let up = numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
@@ -520,7 +866,10 @@ async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
     let ratio_panel = dashboard.panel("Login success ratio").unwrap();
     let ratio = numbers(
         &prometheus
-            .wait_for_data(&ctx.expand(&ratio_panel.targets[0].expr), DATA_TIMEOUT)
+            .wait_for_data(
+                &ctx.expand(&variables.expand(&ratio_panel.targets[0].expr)),
+                DATA_TIMEOUT,
+            )
             .await
             .unwrap(),
     );
@@ -531,6 +880,20 @@ async fn every_panel_query_returns_data_from_prometheus_after_traffic() {
         (ratio[0] - 1.0 / 3.0).abs() < 0.1,
         "one good login in three, within 0.1: {ratio:?}"
     );
+
+    if let Some(victoria) = &victoria {
+        every_query_returns_data(
+            &dashboard,
+            &ctx,
+            LONG_TERM_STORE_UID,
+            victoria.api(),
+            &traffic,
+        )
+        .await;
+        // One Prometheus writes: one series per target, not a copy per writer.
+        let up = numbers(&victoria.query(r#"up{job="login_server"}"#).await.unwrap());
+        assert_eq!(up, [1.0], "VictoriaMetrics' up");
+    }
 
     let counts = traffic.stop().await.unwrap();
     assert!(

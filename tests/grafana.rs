@@ -1,6 +1,7 @@
-//! The dashboard through a real Grafana: provisioning loads, the data source
-//! reaches Prometheus, the dashboard is served by uid, and every panel's query,
-//! sent to `POST /api/ds/query` the way the panel sends it, returns values.
+//! The dashboard through a real Grafana: provisioning loads, both data sources answer
+//! (Prometheus, and VictoriaMetrics as the long-term store Prometheus writes to), the
+//! dashboard is served by uid, and every panel's query, sent to `POST /api/ds/query`
+//! the way the panel sends it with either data source chosen, returns values.
 //!
 //! Needs Docker and a Grafana image (`GRAFANA_IMAGE`, default
 //! `login_metrics_testkit::harness::grafana::DEFAULT_IMAGE`, pulled when missing). Where
@@ -17,12 +18,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use login_metrics_testkit::dashboard::{
-    DASHBOARD_UID, DATASOURCE_UID, Dashboard, Panel, QueryContext, Target, dashboard_file,
-    load_dashboard,
+    DASHBOARD_UID, DATASOURCE_UID, Dashboard, LONG_TERM_STORE_UID, Panel, QueryContext, Target,
+    Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::docker;
 use login_metrics_testkit::harness::grafana::Grafana;
 use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::harness::promql::QueryApi;
+use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::testing::TestServer;
 use serde_json::{Value, json};
 
@@ -36,11 +39,17 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ANCHOR: panel_request
 /// The body a dashboard panel posts to `/api/ds/query` for one of its targets: the
-/// target as saved in the dashboard plus what the browser adds (`intervalMs`,
-/// `maxDataPoints`, the time range).
-fn panel_request(target: &Target, ctx: &QueryContext) -> Value {
+/// target as saved in the dashboard with the dashboard's variables replaced (the data
+/// source uid, `$job`, `$instance`), plus what the browser adds (`intervalMs`,
+/// `maxDataPoints`, the time range). Grafana's server replaces `$__rate_interval`.
+fn panel_request(target: &Target, variables: &Variables, ctx: &QueryContext) -> Value {
     let mut query = serde_json::to_value(target).unwrap();
     let fields = query.as_object_mut().unwrap();
+    fields.insert("expr".into(), json!(variables.expand(&target.expr)));
+    if let Some(datasource) = fields.get_mut("datasource") {
+        let uid = variables.expand(datasource["uid"].as_str().unwrap_or_default());
+        datasource["uid"] = json!(uid);
+    }
     fields.insert(
         "intervalMs".into(),
         json!(u64::try_from(ctx.interval.as_millis()).unwrap()),
@@ -73,9 +82,10 @@ async fn wait_for_panel_data(
     grafana: &Grafana,
     panel: &Panel,
     target: &Target,
+    variables: &Variables,
     ctx: &QueryContext,
 ) {
-    let request = panel_request(target, ctx);
+    let request = panel_request(target, variables, ctx);
     let deadline = Instant::now() + DATA_TIMEOUT;
     loop {
         let last = match grafana.query(&request).await {
@@ -83,7 +93,8 @@ async fn wait_for_panel_data(
                 // Zeros are not data: with traffic flowing, each panel has a non-zero point.
                 Ok(values) if values.iter().any(|v| *v != 0.0) => {
                     eprintln!(
-                        "{:?} {}: {} values",
+                        "{} {:?} {}: {} values",
+                        request["queries"][0]["datasource"]["uid"],
                         panel.title,
                         target.ref_id,
                         values.len()
@@ -108,48 +119,23 @@ async fn wait_for_panel_data(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_panel_returns_data_through_grafana() {
-    // Decide first, before starting anything, whether Grafana can run at all.
-    if !Grafana::available().await.unwrap() {
-        return; // the harness printed why
-    }
-
-    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        .await
-        .unwrap();
-    let network = docker::unique_name("login-metrics-net");
-    let prometheus_name = docker::unique_name("login-metrics-prometheus");
-    let Some(prometheus) =
-        Prometheus::start_on_network(server.metrics_addr.port(), &network, &prometheus_name)
-            .await
-            .unwrap()
-    else {
-        return; // the harness printed why
-    };
-    let prometheus_url = prometheus
-        .network_url()
-        .expect("a URL on the network")
-        .to_owned();
-    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
-
-    let grafana = Grafana::start(&network, &prometheus_url, SCRAPE_INTERVAL)
-        .await
-        .unwrap()
-        .expect("Grafana was found available above");
-
+/// Grafana is healthy, reaches both data sources, and serves the repository's
+/// dashboard, query by query; returns the dashboard as Grafana serves it.
+async fn check_provisioning(grafana: &Grafana) -> Dashboard {
     // ANCHOR: grafana_checks
     let health = grafana.health().await.unwrap();
     assert_eq!(health["database"], "ok", "{health}");
 
-    let datasource = grafana
-        .datasource_health(DATASOURCE_UID)
-        .await
-        .unwrap_or_else(|e| panic!("data source health: {e:#}"));
-    assert_eq!(
-        datasource["status"], "OK",
-        "data source health: {datasource}"
-    );
+    for uid in [DATASOURCE_UID, LONG_TERM_STORE_UID] {
+        let datasource = grafana
+            .datasource_health(uid)
+            .await
+            .unwrap_or_else(|e| panic!("data source {uid} health: {e:#}"));
+        assert_eq!(
+            datasource["status"], "OK",
+            "data source {uid} health: {datasource}"
+        );
+    }
 
     // The dashboard Grafana serves is the one in the repository.
     let answer = grafana.dashboard(DASHBOARD_UID).await.unwrap();
@@ -172,8 +158,66 @@ async fn every_panel_returns_data_through_grafana() {
     };
     assert_eq!(queries(&provisioned), queries(&in_repository));
     assert!(!queries(&in_repository).is_empty());
+    assert_eq!(provisioned.templating, in_repository.templating);
     assert_eq!(answer["meta"]["provisioned"], true, "{}", answer["meta"]);
     // ANCHOR_END: grafana_checks
+    provisioned
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_panel_returns_data_through_grafana() {
+    // Decide first, before starting anything, whether Grafana can run at all.
+    if !Grafana::available().await.unwrap() {
+        return; // the harness printed why
+    }
+
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let network = docker::unique_name("login-metrics-net");
+    let Some(victoria) = VictoriaMetrics::start(victoria_metrics::Options {
+        network: Some((
+            network.clone(),
+            docker::unique_name("login-metrics-victoria-metrics"),
+        )),
+        ..victoria_metrics::Options::default()
+    })
+    .await
+    .unwrap() else {
+        return; // the harness printed why
+    };
+    let victoria_url = victoria
+        .network_url()
+        .expect("a URL on the network")
+        .to_owned();
+    let prometheus_name = docker::unique_name("login-metrics-prometheus");
+    let Some(prometheus) = Prometheus::builder()
+        .scrape_server(server.metrics_addr.port())
+        .on_network(&network, &prometheus_name)
+        .remote_write(format!("{victoria_url}/api/v1/write"))
+        .start()
+        .await
+        .unwrap()
+    else {
+        return; // the harness printed why
+    };
+    let prometheus_url = prometheus
+        .network_url()
+        .expect("a URL on the network")
+        .to_owned();
+    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+
+    let grafana = Grafana::start_with_long_term_store(
+        &network,
+        &prometheus_url,
+        &victoria_url,
+        SCRAPE_INTERVAL,
+    )
+    .await
+    .unwrap()
+    .expect("Grafana was found available above");
+
+    let provisioned = check_provisioning(&grafana).await;
 
     prometheus
         .wait_for_target_health("up", Duration::from_secs(30))
@@ -184,15 +228,38 @@ async fn every_panel_returns_data_through_grafana() {
         MAX_DATA_POINTS,
         Duration::from_secs(1),
     );
-    for (panel, target) in provisioned.queries() {
-        wait_for_panel_data(&grafana, panel, target, &ctx).await;
-        assert!(!traffic.failed(), "the traffic generator stopped early");
+    // The dashboard with either data source chosen in its menu.
+    for (uid, api) in [
+        (DATASOURCE_UID, prometheus.api()),
+        (LONG_TERM_STORE_UID, victoria.api()),
+    ] {
+        let variables = resolve_variables(&provisioned, uid, api).await;
+        for (panel, target) in provisioned.queries() {
+            wait_for_panel_data(&grafana, panel, target, &variables, &ctx).await;
+            assert!(!traffic.failed(), "the traffic generator stopped early");
+        }
     }
 
     traffic.stop().await.unwrap();
     // Grafana first: the network goes away with the container that created it.
     drop(grafana);
     drop(prometheus);
+    drop(victoria);
+}
+
+/// The dashboard's variables resolved against `api`, once it has the series their
+/// `label_values()` queries ask about.
+async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
+    let deadline = Instant::now() + DATA_TIMEOUT;
+    loop {
+        match Variables::resolve(dashboard, uid, api).await {
+            Ok(variables) => return variables,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{}: the dashboard's variables: {e:#}", api.name())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
 #[test]
@@ -204,11 +271,16 @@ fn a_panel_request_is_the_target_plus_what_the_browser_adds() {
         MAX_DATA_POINTS,
         Duration::from_secs(1),
     );
-    let request = panel_request(target, &ctx);
+    let mut variables = Variables::default();
+    variables.set("datasource", LONG_TERM_STORE_UID);
+    variables.set("job", "login_server");
+    variables.set("instance", ".+");
+    let request = panel_request(target, &variables, &ctx);
     let query = &request["queries"][0];
     assert_eq!(query["refId"], "A");
-    assert_eq!(query["datasource"]["uid"], DATASOURCE_UID);
-    assert_eq!(query["expr"], target.expr.as_str());
+    assert_eq!(query["datasource"]["uid"], LONG_TERM_STORE_UID);
+    assert_eq!(query["expr"], variables.expand(&target.expr).as_str());
+    assert!(!query["expr"].as_str().unwrap().contains("$job"), "{query}");
     assert_eq!(query["range"], true);
     assert_eq!(query["intervalMs"], 1000);
     assert_eq!(query["maxDataPoints"], MAX_DATA_POINTS);

@@ -157,7 +157,7 @@ async fn prometheus_on_a_network_is_reachable_by_name() {
                     format!("--storage.tsdb.path={}", ctx.data_dir),
                     format!("--web.listen-address={}", ctx.listen),
                 ],
-                env: Vec::new(),
+                ..Launch::default()
             })
         })
         .await

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use login_metrics_testkit::book::markdown_files;
-use login_metrics_testkit::harness::{alertmanager, grafana, prometheus};
+use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
 use login_metrics_testkit::repo_root;
 use regex::Regex;
 
@@ -15,6 +15,7 @@ fn pinned() -> BTreeMap<&'static str, &'static str> {
         prometheus::DEFAULT_IMAGE,
         alertmanager::DEFAULT_IMAGE,
         grafana::DEFAULT_IMAGE,
+        victoria_metrics::DEFAULT_IMAGE,
     ]
     .into_iter()
     .map(|reference| reference.split_once(':').expect("a pinned tag"))

@@ -91,3 +91,64 @@ fn the_config_the_tests_run_passes_promtool_check_config() {
         &rule_files_for_test().unwrap(),
     );
 }
+
+/// Checks `path` (relative to the repository) where it is, so that relative
+/// `file_sd` patterns resolve to the targets files shipped next to it, which
+/// promtool then checks too.
+fn assert_valid_file(path: &str) {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let Some(output) = promtool(&["check", "config", &full], b"") else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "promtool check config {path} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_file_sd_config_and_its_targets_pass_promtool_check_config() {
+    assert_valid_file("deploy/prometheus.file_sd.yml");
+}
+
+#[test]
+fn both_prometheus_of_the_ha_pair_and_their_targets_pass_promtool_check_config() {
+    assert_valid_file("deploy/scale/prometheus-a.yml");
+    assert_valid_file("deploy/scale/prometheus-b.yml");
+}
+
+#[test]
+fn the_two_replicas_differ_only_in_their_replica_label() {
+    let yaml = |path: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&repository_file(path)).unwrap()
+    };
+    let mut a = yaml("deploy/scale/prometheus-a.yml");
+    let b = yaml("deploy/scale/prometheus-b.yml");
+    assert_eq!(a["global"]["external_labels"]["replica"], "a");
+    assert_eq!(b["global"]["external_labels"]["replica"], "b");
+    a["global"]["external_labels"]["replica"] = "b".into();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_remote_write_example_passes_promtool_check_config() {
+    let text = repository_file("deploy/scale/remote-write-examples.yml");
+    let documents: Vec<&str> = text.split("\n---\n").collect();
+    assert_eq!(documents.len(), 3, "VictoriaMetrics, Mimir, Thanos");
+    for (n, document) in documents.iter().enumerate() {
+        // Each fragment becomes a whole configuration with one scrape job.
+        let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(document).unwrap();
+        assert!(config["remote_write"][0]["url"].is_string(), "{document}");
+        config["scrape_configs"] = serde_yaml_ng::from_str(
+            "[{job_name: login_server, static_configs: [{targets: ['localhost:8000']}]}]",
+        )
+        .unwrap();
+        assert_valid_config(
+            &format!("remote-write-examples.yml document {}", n + 1),
+            &serde_yaml_ng::to_string(&config).unwrap(),
+            &[],
+        );
+    }
+}

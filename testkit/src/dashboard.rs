@@ -7,6 +7,9 @@
 //! - [`QueryContext`] replaces `$__rate_interval`, `$__interval`, `$__range` (and their
 //!   `_ms`/`_s` and `${...}` forms) the way Grafana's Prometheus data source does before
 //!   it sends a panel's query, so the tests can send the same `PromQL` to Prometheus.
+//! - [`Variables`] replaces the dashboard's own variables (`$datasource`, `$job`,
+//!   `$instance`) the way Grafana's frontend does, "All" included: it asks the engine
+//!   for each variable's values exactly as the variable's `label_values(...)` query does.
 //!
 //! ```
 //! use std::time::Duration;
@@ -22,6 +25,7 @@
 //! );
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,8 +34,14 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The uid the provisioned Prometheus data source gets and every panel uses.
+use crate::harness::promql::QueryApi;
+
+/// The uid the provisioned Prometheus data source gets: the dashboard's default.
 pub const DATASOURCE_UID: &str = "prometheus";
+/// The uid of the second provisioned data source, the long-term store.
+pub const LONG_TERM_STORE_UID: &str = "long-term-store";
+/// What every panel names as its data source: the dashboard's data source variable.
+pub const DATASOURCE_VARIABLE: &str = "${datasource}";
 /// The uid of the provisioned dashboard (`/d/login-metrics` in Grafana).
 pub const DASHBOARD_UID: &str = "login-metrics";
 
@@ -45,6 +55,12 @@ pub fn grafana_dir() -> PathBuf {
 #[must_use]
 pub fn datasource_file() -> PathBuf {
     grafana_dir().join("provisioning/datasources/prometheus.yml")
+}
+
+/// `grafana/provisioning/datasources/long-term-store.yml`.
+#[must_use]
+pub fn long_term_store_file() -> PathBuf {
+    grafana_dir().join("provisioning/datasources/long-term-store.yml")
 }
 
 /// `grafana/provisioning/dashboards/login-metrics.yml`.
@@ -199,8 +215,84 @@ pub struct Dashboard {
     /// Auto-refresh interval, e.g. `10s`.
     #[serde(default)]
     pub refresh: Option<String>,
+    /// The variables offered at the top of the dashboard.
+    #[serde(default)]
+    pub templating: Templating,
     /// The panels, in layout order.
     pub panels: Vec<Panel>,
+}
+
+/// The dashboard's variables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Templating {
+    /// In the order Grafana resolves them (a later one may use an earlier one).
+    #[serde(default)]
+    pub list: Vec<TemplateVariable>,
+}
+
+/// One dashboard variable, such as `$job`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateVariable {
+    /// The name used in queries: `job` for `$job`.
+    pub name: String,
+    /// `datasource`, `query`, `custom`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The label shown in the UI.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A `datasource` variable: the plugin id it lists; a `query` variable: the
+    /// query (a string, or an object with `query` in it).
+    #[serde(default)]
+    pub query: Value,
+    /// A `query` variable's query as text, such as `label_values(up, job)`.
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// Where a `query` variable's query goes.
+    #[serde(default)]
+    pub datasource: Option<DataSourceRef>,
+    /// Whether "All" is offered.
+    #[serde(default)]
+    pub include_all: bool,
+    /// Whether several values can be chosen.
+    #[serde(default)]
+    pub multi: bool,
+    /// What "All" stands for in a query; `None`: every value, as a regex alternation.
+    #[serde(default)]
+    pub all_value: Option<String>,
+    /// The value chosen when the dashboard opens, kept as JSON.
+    #[serde(default)]
+    pub current: Value,
+}
+
+impl TemplateVariable {
+    /// Whether the dashboard opens with "All" chosen.
+    #[must_use]
+    pub fn defaults_to_all(&self) -> bool {
+        let value = &self.current["value"];
+        value == "$__all"
+            || value
+                .as_array()
+                .is_some_and(|v| v.len() == 1 && v[0] == "$__all")
+    }
+
+    /// The `label_values(<selector>, <label>)` query of a `query` variable, as
+    /// `(selector, label)`; `None` for anything else.
+    #[must_use]
+    pub fn label_values(&self) -> Option<(String, String)> {
+        let text = self
+            .definition
+            .clone()
+            .or_else(|| self.query.as_str().map(str::to_owned))
+            .or_else(|| self.query["query"].as_str().map(str::to_owned))?;
+        let inner = text
+            .trim()
+            .strip_prefix("label_values(")?
+            .strip_suffix(')')?;
+        let (selector, label) = inner.rsplit_once(',')?;
+        Some((selector.trim().to_owned(), label.trim().to_owned()))
+    }
 }
 
 /// A relative time range such as `now-15m` to `now`.
@@ -357,6 +449,150 @@ impl Dashboard {
     pub fn panel(&self, title: &str) -> Option<&Panel> {
         self.panels.iter().find(|p| p.title == title)
     }
+
+    /// The variable named `name`.
+    #[must_use]
+    pub fn variable(&self, name: &str) -> Option<&TemplateVariable> {
+        self.templating.list.iter().find(|v| v.name == name)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The dashboard's own variables
+// ---------------------------------------------------------------------------
+
+/// The text each dashboard variable stands for in a query, as Grafana's frontend
+/// substitutes it before sending the query: a data source variable becomes the
+/// chosen data source's uid; a query variable set to "All" becomes its `allValue`
+/// (`.+`), or, without one, every value it offers, regex-escaped and joined as
+/// `(a|b)`, which is what Grafana's Prometheus data source does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variables {
+    values: BTreeMap<String, String>,
+}
+
+impl Variables {
+    /// Every variable of `dashboard` at the value it opens with, the data source
+    /// variable set to `datasource_uid`, each query variable's values asked from
+    /// `api` with its own `label_values(...)` query (earlier variables substituted).
+    pub async fn resolve(
+        dashboard: &Dashboard,
+        datasource_uid: &str,
+        api: &QueryApi,
+    ) -> anyhow::Result<Self> {
+        let mut variables = Variables::default();
+        for variable in &dashboard.templating.list {
+            let value = match variable.kind.as_str() {
+                "datasource" => datasource_uid.to_owned(),
+                "query" => {
+                    let (selector, label) = variable.label_values().with_context(|| {
+                        format!("variable {:?}: not a label_values() query", variable.name)
+                    })?;
+                    let selector = variables.expand(&selector);
+                    let options = api.label_values(&label, &selector).await?;
+                    anyhow::ensure!(
+                        !options.is_empty(),
+                        "variable {:?}: label_values({selector}, {label}) offers nothing in {}",
+                        variable.name,
+                        api.name()
+                    );
+                    anyhow::ensure!(
+                        variable.defaults_to_all(),
+                        "variable {:?}: only \"All\" as the default is supported here",
+                        variable.name
+                    );
+                    all_value(variable, &options)
+                }
+                other => anyhow::bail!("variable {:?}: type {other:?}", variable.name),
+            };
+            variables.set(&variable.name, value);
+        }
+        Ok(variables)
+    }
+
+    /// Sets `$name` to stand for `text` (already formatted for the query).
+    pub fn set(&mut self, name: &str, text: impl Into<String>) {
+        self.values.insert(name.to_owned(), text.into());
+    }
+
+    /// What `$name` stands for.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// `text` with `$name`, `${name}` and `[[name]]` replaced for every known variable;
+    /// Grafana's built-ins (`$__interval`...) and unknown names are left alone.
+    #[must_use]
+    pub fn expand(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(['$', '[']) {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            let (name, len) = if let Some(body) = rest.strip_prefix("${") {
+                match body.find('}') {
+                    Some(end) => (&body[..end], end + 3),
+                    None => ("", 0),
+                }
+            } else if let Some(body) = rest.strip_prefix("[[") {
+                match body.find("]]") {
+                    Some(end) => (&body[..end], end + 4),
+                    None => ("", 0),
+                }
+            } else if let Some(body) = rest.strip_prefix('$') {
+                let end = body
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(body.len());
+                (&body[..end], end + 1)
+            } else {
+                ("", 0)
+            };
+            match self.values.get(name) {
+                Some(value) if len > 0 => {
+                    out.push_str(value);
+                    rest = &rest[len..];
+                }
+                _ => {
+                    let first = rest.chars().next().map_or(1, char::len_utf8);
+                    out.push_str(&rest[..first]);
+                    rest = &rest[first..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// What "All" of `variable` stands for, given the values it offers.
+fn all_value(variable: &TemplateVariable, options: &[String]) -> String {
+    if let Some(all) = &variable.all_value {
+        return all.clone();
+    }
+    let escaped: Vec<String> = options.iter().map(|o| regex_escape(o)).collect();
+    match escaped.as_slice() {
+        [one] => one.clone(),
+        many => format!("({})", many.join("|")),
+    }
+}
+
+/// Grafana's `prometheusSpecialRegexEscape`: a value made safe inside `=~"..."`,
+/// with the backslashes doubled for the PromQL string.
+#[must_use]
+pub fn regex_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\\\\\"),
+            '$' | '^' | '*' | '{' | '}' | '[' | ']' | '\'' | '+' | '?' | '.' | '(' | ')' | '|' => {
+                out.push_str("\\\\");
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reads and parses a provisioning or dashboard file.
@@ -640,6 +876,59 @@ mod tests {
         assert_eq!(go_duration(S(7200)), "2h0m0s");
         assert_eq!(go_duration(ms(1500)), "1.5s");
         assert_eq!(go_duration(ms(250)), "250ms");
+    }
+
+    #[test]
+    fn dashboard_variables_expand_in_every_spelling() {
+        let mut vars = Variables::default();
+        vars.set("job", "login_server");
+        vars.set("instance", ".+");
+        vars.set("datasource", "long-term-store");
+        assert_eq!(
+            vars.expand(r#"up{job=~"$job", instance=~"${instance}"} [[job]]"#),
+            r#"up{job=~"login_server", instance=~".+"} login_server"#
+        );
+        assert_eq!(vars.expand("${datasource}"), "long-term-store");
+        // Built-ins, unknown names, longer names and lone characters stay.
+        assert_eq!(
+            vars.expand("[$__rate_interval] $jobs $x ${y} [[z]] $ [ a[1]"),
+            "[$__rate_interval] $jobs $x ${y} [[z]] $ [ a[1]"
+        );
+    }
+
+    #[test]
+    fn all_is_the_custom_value_or_every_value_escaped() {
+        let variable = |all_value: Option<&str>| TemplateVariable {
+            name: "instance".into(),
+            kind: "query".into(),
+            label: None,
+            query: Value::Null,
+            definition: Some("label_values(login_requests_total{job=~\"$job\"}, instance)".into()),
+            datasource: None,
+            include_all: true,
+            multi: true,
+            all_value: all_value.map(str::to_owned),
+            current: serde_json::json!({"text": ["All"], "value": ["$__all"]}),
+        };
+        let options = ["127.0.0.1:8001".to_owned(), "127.0.0.1:8002".to_owned()];
+        assert_eq!(all_value(&variable(Some(".+")), &options), ".+");
+        assert_eq!(
+            all_value(&variable(None), &options),
+            r"(127\\.0\\.0\\.1:8001|127\\.0\\.0\\.1:8002)"
+        );
+        assert_eq!(
+            all_value(&variable(None), &options[..1]),
+            r"127\\.0\\.0\\.1:8001"
+        );
+        assert!(variable(None).defaults_to_all());
+        assert_eq!(
+            variable(None).label_values(),
+            Some((
+                r#"login_requests_total{job=~"$job"}"#.to_owned(),
+                "instance".to_owned()
+            ))
+        );
+        assert_eq!(regex_escape(r"a\b"), r"a\\\\b");
     }
 
     #[test]

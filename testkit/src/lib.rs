@@ -4,8 +4,8 @@
 //! the server crate so that a reader who copies the server copies none of it.
 //!
 //! - [`testing`]: an in-process login server on free ports, the test logins, promtool.
-//! - [`harness`]: real engines (Prometheus today; Alertmanager and VictoriaMetrics use
-//!   the same launcher) from a local image or a native binary, and Grafana in Docker.
+//! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager uses the same
+//!   launcher) from a local image or a native binary, and Grafana in Docker.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
 //! - [`env`]: whether this is CI, and how a skip or a note reaches the test output.

@@ -81,7 +81,7 @@ impl Alertmanager {
                         // No gossip port: tests run side by side, each on its own.
                         "--cluster.listen-address=".to_owned(),
                     ],
-                    env: Vec::new(),
+                    ..Launch::default()
                 })
             })
             .await?;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use testcontainers::core::client::docker_client_instance;
-use testcontainers::core::{Host, IntoContainerPort};
+use testcontainers::core::{AccessMode, Host, IntoContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 use tokio::sync::OnceCell;
@@ -165,7 +165,8 @@ pub struct LaunchContext {
     pub listen: String,
 }
 
-/// What to run: files to place in the configuration directory, arguments, environment.
+/// What to run: files to place in the configuration directory, arguments, environment,
+/// and directories of this machine to share with a container.
 #[derive(Debug, Default, Clone)]
 pub struct Launch {
     /// `(path relative to the configuration directory, contents)`.
@@ -174,6 +175,36 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Environment variables.
     pub env: Vec<(String, String)>,
+    /// Directories of this machine bind-mounted read-only into a container, for files
+    /// a test changes while the engine runs (`file_sd` targets). A native engine
+    /// reads the host path itself, so the launch closure names the host path there
+    /// and leaves this empty (it is ignored natively).
+    pub mounts: Vec<BindMount>,
+}
+
+/// A directory of this machine seen read-only inside a container.
+///
+/// The image's user must be able to read it: official images run as an
+/// unprivileged user (`nobody`), so the directory needs mode 0755 and its files 0644
+/// (a `tempfile` directory is 0700: [`BindMount::new`] does not change modes; the
+/// owner of the directory must).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// An absolute path on this machine.
+    pub host: PathBuf,
+    /// An absolute path inside the container.
+    pub container: String,
+}
+
+impl BindMount {
+    /// `host` seen at `container`.
+    #[must_use]
+    pub fn new(host: impl Into<PathBuf>, container: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            container: container.into(),
+        }
+    }
 }
 
 /// How the engine must be reachable.
@@ -314,7 +345,12 @@ impl Engine {
             data_dir: spec.container_data_dir.to_owned(),
             listen: format!(":{}", spec.container_port),
         };
-        let Launch { files, args, env } = launch(&context)?;
+        let Launch {
+            files,
+            args,
+            env,
+            mounts,
+        } = launch(&context)?;
         let (name, tag) = docker::split_image_reference(image);
         let mut request = GenericImage::new(name, tag)
             .with_exposed_port(spec.container_port.tcp())
@@ -328,6 +364,14 @@ impl Engine {
         }
         for (key, value) in env {
             request = request.with_env_var(key, value);
+        }
+        for mount in mounts {
+            let host = mount.host.to_str().with_context(|| {
+                format!("bind mount source {} is not UTF-8", mount.host.display())
+            })?;
+            request = request.with_mount(
+                Mount::bind_mount(host, mount.container).with_access_mode(AccessMode::ReadOnly),
+            );
         }
         let mut network_url = None;
         if let Some((network, name)) = reach.network {
@@ -390,7 +434,10 @@ impl Engine {
                 data_dir: data_dir.display().to_string(),
                 listen: format!("{ip}:{port}"),
             };
-            let Launch { files, args, env } = launch(&context)?;
+            // Bind mounts are for containers: natively the closure names host paths.
+            let Launch {
+                files, args, env, ..
+            } = launch(&context)?;
             for (path, bytes) in &files {
                 let target = config_dir.join(path);
                 if let Some(parent) = target.parent() {
@@ -550,6 +597,24 @@ impl Running {
         match &self.runtime {
             Runtime::Native(process) => Some(process.dir.path().join("config")),
             Runtime::Container(_) => None,
+        }
+    }
+
+    /// Stops the engine now and waits until it is gone: the container is removed, the
+    /// process killed (and reaped) and its directory deleted. Dropping does the same,
+    /// but a container's removal then runs in the background; a test that stops one
+    /// engine of several mid-run and checks what the others do calls this instead.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let name = self.spec().name;
+        match self.runtime {
+            Runtime::Container(container) => container
+                .rm()
+                .await
+                .with_context(|| format!("removing the {name} container")),
+            Runtime::Native(process) => {
+                drop(process);
+                Ok(())
+            }
         }
     }
 

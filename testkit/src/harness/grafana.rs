@@ -8,8 +8,9 @@
 //! - `grafana/provisioning/dashboards/*.yml` → `/etc/grafana/provisioning/dashboards/`
 //! - `grafana/dashboards/*.json` → `/etc/grafana/dashboards/login-metrics/`
 //!
-//! and `PROMETHEUS_URL` / `PROMETHEUS_SCRAPE_INTERVAL` set for the data source file,
-//! exactly like `docker-compose.yml` does. The admin password is random per start.
+//! and `PROMETHEUS_URL` / `LONG_TERM_STORE_URL` / `PROMETHEUS_SCRAPE_INTERVAL` set for
+//! the data source files, exactly like `docker-compose.yml` does. The admin password is
+//! random per start.
 //!
 //! Grafana has no native build here, so it needs Docker and an image. Where the
 //! default image is neither present nor pullable the test skips with one line, the
@@ -79,6 +80,18 @@ impl Grafana {
         prometheus_url: &str,
         scrape_interval: &str,
     ) -> anyhow::Result<Option<Grafana>> {
+        Self::start_with_long_term_store(network, prometheus_url, "", scrape_interval).await
+    }
+
+    /// [`start`](Self::start), with the second data source (the long-term store)
+    /// pointing at `long_term_store_url` as seen from the network; `""` leaves it
+    /// without a URL (provisioned, but unusable).
+    pub async fn start_with_long_term_store(
+        network: &str,
+        prometheus_url: &str,
+        long_term_store_url: &str,
+        scrape_interval: &str,
+    ) -> anyhow::Result<Option<Grafana>> {
         let password = random_password();
         let reach = Reach {
             network: Some((
@@ -104,6 +117,7 @@ impl Grafana {
                     ("GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES", "false"),
                     ("GF_PLUGINS_PREINSTALL_DISABLED", "true"),
                     ("PROMETHEUS_URL", prometheus_url),
+                    ("LONG_TERM_STORE_URL", long_term_store_url),
                     ("PROMETHEUS_SCRAPE_INTERVAL", scrape_interval),
                 ]
                 .into_iter()
@@ -112,8 +126,8 @@ impl Grafana {
                 // The image's own entrypoint and command start the server.
                 Ok(Launch {
                     files,
-                    args: Vec::new(),
                     env,
+                    ..Launch::default()
                 })
             })
             .await?;
@@ -301,6 +315,7 @@ mod tests {
         let files = provisioning_files().unwrap();
         let targets: Vec<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
         assert!(targets.contains(&"provisioning/datasources/prometheus.yml"));
+        assert!(targets.contains(&"provisioning/datasources/long-term-store.yml"));
         assert!(targets.contains(&"provisioning/dashboards/login-metrics.yml"));
         assert!(targets.contains(&"dashboards/login-metrics/login.json"));
     }

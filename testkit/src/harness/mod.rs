@@ -3,13 +3,17 @@
 //! - [`engine`]: one launcher for every engine: a local or pulled image in Docker, or
 //!   a native binary, on a free port, decided once per test binary, logs in errors.
 //! - [`prometheus`]: [`prometheus::Prometheus`] runs the repository's `prometheus.yml`
-//!   against the server under test.
+//!   against the server under test; its builder runs the other configurations
+//!   (`file_sd` targets, external labels, remote write, an Alertmanager).
 //! - [`alertmanager`]: [`alertmanager::Alertmanager`] runs the repository's
 //!   `alertmanager.yml`, its receivers posting to the test's webhook.
+//! - [`victoria_metrics`]: VictoriaMetrics, the long-term store Prometheus writes to.
+//! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
 //! - [`docker`]: Docker availability, image references, unique names, container logs.
 //!
-//! Environment variables, per engine (`PROMETHEUS`, `ALERTMANAGER`, `GRAFANA`):
+//! Environment variables, per engine (`PROMETHEUS`, `ALERTMANAGER`, `VICTORIA_METRICS`,
+//! `GRAFANA`):
 //!
 //! - `LOGIN_METRICS_<ENGINE>=container|native|auto` (default `auto`).
 //! - `<ENGINE>_IMAGE`: the image for the container backend (default: the official
@@ -21,3 +25,5 @@ pub mod docker;
 pub mod engine;
 pub mod grafana;
 pub mod prometheus;
+pub mod promql;
+pub mod victoria_metrics;
