@@ -134,6 +134,12 @@ impl UserStore {
         self.users.is_empty()
     }
 
+    /// The pool the verifications run on.
+    #[must_use]
+    pub fn hashing(&self) -> &HashingPool {
+        &self.hashing
+    }
+
     /// How many argon2 verifications have run. Tests use it to prove that an
     /// unknown user costs a verification, without measuring time.
     #[must_use]
