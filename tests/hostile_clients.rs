@@ -459,11 +459,12 @@ fn start_example(
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    // Wrapped at once, so that a failed start does not leave it running.
+    let mut child = Running(command.spawn().unwrap());
     let (tx, lines) = std::sync::mpsc::channel();
     for output in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
+        Box::new(child.0.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.0.stderr.take().unwrap()),
     ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -489,7 +490,7 @@ fn start_example(
             .parse()
             .unwrap()
     };
-    (Running(child), field("login"), field("metrics"), lines)
+    (child, field("login"), field("metrics"), lines)
 }
 
 #[cfg(target_os = "linux")]
