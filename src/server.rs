@@ -110,7 +110,9 @@ impl Listener {
                 if let Some(metrics) = &self.metrics {
                     metrics.connection_closed(Closed::OverBudget);
                 } else {
-                    tracing::warn!(%peer, "metrics listener full: connection refused");
+                    // Not a warning per connection: a flood would fill the log.
+                    // Prometheus reports its own failed scrapes.
+                    tracing::debug!(%peer, "metrics listener full: connection refused");
                 }
                 continue;
             };
