@@ -142,6 +142,7 @@ async fn drain(graceful: GracefulShutdown, mut connections: JoinSet<()>, limits:
         .await
         .is_err()
     {
+        while connections.try_join_next().is_some() {}
         tracing::warn!(
             open = connections.len(),
             grace = ?limits.shutdown_grace,
