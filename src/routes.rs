@@ -154,7 +154,6 @@ fn reject(rejection: JsonRejection) -> ApiError {
         ),
     }
 }
-// ANCHOR_END: reject
 
 /// Whether reading the body failed because the connection ended early
 /// (rather than, say, because the chunked encoding was malformed).
@@ -175,6 +174,7 @@ fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+// ANCHOR_END: reject
 
 // ANCHOR: instrument
 /// Wraps a route in the production stack: metrics outermost, so it sees the
