@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     );
     tracing::info!(
         max_connections = limits.max_connections,
-        open_files_limit = fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        open_files_limit = %fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
         header_timeout = ?limits.header_timeout,
         body_timeout = ?limits.body_timeout,
         shutdown_grace = ?limits.shutdown_grace,
