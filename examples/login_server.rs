@@ -14,6 +14,7 @@ use clap::Parser;
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::config::Config;
+use login_metrics::limits::raise_fd_limit;
 use login_metrics::server::{serve, shutdown_signal};
 use tokio::net::TcpListener;
 
@@ -39,6 +40,9 @@ async fn main() -> anyhow::Result<()> {
         "no users: drop --no-demo-user or give --users-file"
     );
 
+    let fd_limit = raise_fd_limit();
+    let limits = config.limits(fd_limit)?;
+
     let app = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding the login listener on {}", config.addr))?;
@@ -51,8 +55,16 @@ async fn main() -> anyhow::Result<()> {
         users = users.len(),
         "listening"
     );
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_files_limit = %fd_limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        header_timeout = ?limits.header_timeout,
+        body_timeout = ?limits.body_timeout,
+        shutdown_grace = ?limits.shutdown_grace,
+        "limits"
+    );
 
-    let state = AppState::new(users);
+    let state = AppState::new(users).with_limits(limits);
     state
         .metrics
         .registry()

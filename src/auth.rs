@@ -134,6 +134,12 @@ impl UserStore {
         self.users.is_empty()
     }
 
+    /// The pool the verifications run on.
+    #[must_use]
+    pub fn hashing(&self) -> &HashingPool {
+        &self.hashing
+    }
+
     /// How many argon2 verifications have run to the end (a match or a computed
     /// mismatch). Tests use it to prove that an unknown user costs a verification,
     /// without measuring time.

@@ -65,6 +65,27 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive within `timeout` of the headers.
+    #[must_use]
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("The body did not arrive within {timeout:?}"),
+        )
+    }
+
+    /// 499: the client closed the connection before the request was read.
+    /// Never delivered; it exists to be counted.
+    #[must_use]
+    pub fn client_closed_request() -> Self {
+        Self::new(
+            crate::metrics::CLIENT_CLOSED_REQUEST,
+            "client_closed_request",
+            "The client closed the connection before sending the whole request",
+        )
+    }
+
     /// 404 for unknown paths.
     #[must_use]
     pub fn not_found() -> Self {

@@ -6,9 +6,10 @@
 //!
 //! * **One thread per core, and a permit per thread.** A request waits for a
 //!   permit on the runtime (cheap, cancellable) before its job is handed to the
-//!   pool, so at most one hash per core runs, memory stays bounded, and a
-//!   client that hangs up while waiting costs nothing. The wait shows up
-//!   honestly in the latency histogram.
+//!   pool, and the job keeps the permit until the hash is done, even if the
+//!   client hangs up meanwhile: at most one hash per core is ever in the pool,
+//!   memory stays bounded, and a client that hangs up while waiting costs
+//!   nothing. The wait shows up honestly in the latency histogram.
 //! * **The pool's threads run at the lowest priority** (Linux: nice 19). When
 //!   logins saturate every core, the runtime threads, which only ever run
 //!   briefly, still get a core the moment a scrape or a cheap request arrives,
@@ -19,6 +20,9 @@
 //!
 //! A pool of our own (rather than tokio's `spawn_blocking`) keeps that lower
 //! priority away from any other blocking work the application does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -32,7 +36,16 @@ pub struct JobFailed;
 #[derive(Debug)]
 pub struct HashingPool {
     pool: rayon::ThreadPool,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    threads: usize,
+    jobs: Arc<Jobs>,
+}
+
+/// Jobs handed to the pool and not finished yet, and the most there ever were.
+#[derive(Debug, Default)]
+struct Jobs {
+    now: AtomicUsize,
+    peak: AtomicUsize,
 }
 
 impl HashingPool {
@@ -56,25 +69,79 @@ impl HashingPool {
             .expect("building the hashing thread pool");
         Self {
             pool,
-            permits: Semaphore::new(threads),
+            permits: Arc::new(Semaphore::new(threads)),
+            threads,
+            jobs: Arc::default(),
         }
     }
 
     /// Runs `job` on the pool once a thread is free, and returns its result.
+    ///
+    /// Dropping the returned future while it waits for a permit cancels the
+    /// job; once the job is handed over it runs to the end, and the permit
+    /// goes with it, so a caller that gives up never frees a core that is
+    /// still busy.
     pub async fn run<T, F>(&self, job: F) -> Result<T, JobFailed>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(|_| JobFailed)?;
+        // The one place a request waits for hashing: where a bound on the
+        // wait (load shedding) belongs.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| JobFailed)?;
+        let slot = Slot::take(permit, &self.jobs);
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
             let _ = answer.send(job());
+            drop(slot);
         });
         answered.await.map_err(|_| JobFailed)
     }
 }
 // ANCHOR_END: pool
+
+/// A job's place in the pool: its permit, given back when the job ends,
+/// panics included.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    jobs: Arc<Jobs>,
+}
+
+impl Slot {
+    fn take(permit: tokio::sync::OwnedSemaphorePermit, jobs: &Arc<Jobs>) -> Self {
+        let now = jobs.now.fetch_add(1, Ordering::SeqCst) + 1;
+        jobs.peak.fetch_max(now, Ordering::SeqCst);
+        Self {
+            _permit: permit,
+            jobs: Arc::clone(jobs),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.jobs.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl HashingPool {
+    /// Number of threads, and so of jobs that may be in the pool at once.
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The most jobs that were ever in the pool (running or queued) at once.
+    /// Never more than [`threads`](Self::threads): the tests check it with
+    /// clients that hang up mid-hash.
+    #[must_use]
+    pub fn peak_jobs(&self) -> usize {
+        self.jobs.peak.load(Ordering::SeqCst)
+    }
+}
 
 // ANCHOR: priority
 /// Lowers the calling thread to the lowest priority (Linux: nice 19, which
@@ -123,9 +190,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_job_keeps_its_permit_when_its_caller_gives_up() {
+        let pool = Arc::new(HashingPool::new(1));
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move {
+                pool.run(move || {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                })
+                .await
+            }
+        });
+        has_started.await.unwrap();
+        // The caller hangs up mid-job, as a client that disconnects does.
+        first.abort();
+        let _ = first.await;
+        let second = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.run(|| 2).await }
+        });
+        // Time for the second job to be handed over, were the permit free.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(pool.peak_jobs(), 1, "a second job joined the first");
+        release.send(()).unwrap();
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+        assert_eq!(pool.peak_jobs(), 1);
+    }
+
+    #[tokio::test]
     async fn at_most_one_job_per_thread_runs_at_once() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
         let pool = Arc::new(HashingPool::new(2));
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));

@@ -11,6 +11,11 @@
 //! Label values are bounded: the only label is the three-digit status code. No
 //! username, path or error text ever becomes a label, since each distinct value
 //! is a new time series stored by Prometheus.
+//!
+//! Next to the login metrics sit the connection metrics of the login listener
+//! (open connections, the budget, and why each connection ended, from a fixed
+//! list of reasons) and one counter for requests to paths the server does not
+//! serve: what an attacker does to the listener is visible too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,15 +34,24 @@ use tower::{Layer, Service};
 // ANCHOR: status_codes
 /// Every status code `/login` can answer. Their series exist at zero from
 /// start-up, so a dashboard shows 0 instead of "No data" before the first error.
-pub const STATUS_CODES: [StatusCode; 7] = [
+pub const STATUS_CODES: [StatusCode; 9] = [
     StatusCode::OK,                     // valid credentials
     StatusCode::BAD_REQUEST,            // malformed or incomplete JSON
     StatusCode::UNAUTHORIZED,           // wrong username or password
     StatusCode::METHOD_NOT_ALLOWED,     // anything but POST
+    StatusCode::REQUEST_TIMEOUT,        // the body did not arrive in time
     StatusCode::PAYLOAD_TOO_LARGE,      // body over the limit
     StatusCode::UNSUPPORTED_MEDIA_TYPE, // not `Content-Type: application/json`
+    CLIENT_CLOSED_REQUEST,              // the client went away before the answer
     StatusCode::INTERNAL_SERVER_ERROR,  // a bug: a panic or a failed verification
 ];
+
+/// 499, the status nginx records for a request whose client closed the
+/// connection before the answer. Nothing is sent: it is only recorded.
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(code) => code,
+    Err(_) => panic!("499 is a valid status code"),
+};
 // ANCHOR_END: status_codes
 
 // ANCHOR: buckets
@@ -46,12 +60,72 @@ pub const STATUS_CODES: [StatusCode; 7] = [
 /// A rejected request is answered in well under a millisecond; an argon2
 /// verification takes about 10–15 ms of CPU in a release build, more when
 /// logins queue for a core. Buckets are dense from 5 to 100 ms, where a healthy
-/// login lives and where a slowdown first shows, and sparse beyond, where only
-/// an overloaded server goes.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+/// login lives and where a slowdown first shows, and sparse beyond, up to the
+/// 10 s an overloaded server (or a client sending its body slowly, cut off by
+/// the 10 s body timeout) reaches: past the last bound, latencies cannot be
+/// told apart.
+pub const LATENCY_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 // ANCHOR_END: buckets
+
+// ANCHOR: closed_reasons
+/// Why a connection to the login listener ended: the `reason` label of
+/// `login_connections_closed_total`, a fixed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The connection ended normally: the client closed it between requests,
+    /// or asked for no keep-alive.
+    Completed,
+    /// Refused as soon as it was accepted: the connection budget was full.
+    OverBudget,
+    /// No complete request header arrived within the header timeout: a
+    /// stalled (slowloris) client, or one that connected and said nothing.
+    HeaderTimeout,
+    /// After at least one request, the next header did not arrive within the
+    /// header timeout: usually an idle keep-alive connection being closed.
+    IdleTimeout,
+    /// Malformed HTTP, answered 400 (or 505) by hyper itself.
+    Malformed,
+    /// A request line or header over hyper's limits, answered 431 (or 414)
+    /// by hyper itself.
+    TooLarge,
+    /// The client reset the connection or closed it mid-request.
+    ClientGone,
+    /// Still open when the shutdown grace period ran out, and closed.
+    Shutdown,
+}
+
+impl Closed {
+    /// Every reason, so that each series exists at zero from start-up.
+    pub const ALL: [Closed; 8] = [
+        Closed::Completed,
+        Closed::OverBudget,
+        Closed::HeaderTimeout,
+        Closed::IdleTimeout,
+        Closed::Malformed,
+        Closed::TooLarge,
+        Closed::ClientGone,
+        Closed::Shutdown,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::Completed => "completed",
+            Closed::OverBudget => "over_budget",
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::IdleTimeout => "idle_timeout",
+            Closed::Malformed => "malformed",
+            Closed::TooLarge => "too_large",
+            Closed::ClientGone => "client_gone",
+            Closed::Shutdown => "shutdown",
+        }
+    }
+}
+// ANCHOR_END: closed_reasons
 
 /// The registry and the login metrics in it.
 #[derive(Clone)]
@@ -61,6 +135,10 @@ pub struct Metrics {
     known_codes: Vec<(StatusCode, IntCounter)>,
     latency: Histogram,
     in_flight: IntGauge,
+    connections_open: IntGauge,
+    connections_max: IntGauge,
+    connections_closed: IntCounterVec,
+    unmatched: IntCounter,
 }
 
 impl Metrics {
@@ -93,10 +171,40 @@ impl Metrics {
         .expect("valid gauge options");
         // ANCHOR_END: definitions
 
+        // ANCHOR: connection_definitions
+        let connections_open = IntGauge::new(
+            "login_connections_open",
+            "Connections open on the login listener right now.",
+        )
+        .expect("valid gauge options");
+        let connections_max = IntGauge::new(
+            "login_connections_max",
+            "The login listener's connection budget: more are closed at once.",
+        )
+        .expect("valid gauge options");
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "login_connections_closed_total",
+                "Connections to the login listener that ended, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid counter options");
+        let unmatched = IntCounter::new(
+            "login_unmatched_requests_total",
+            "Requests to the login listener for a path it does not serve (answered 404).",
+        )
+        .expect("valid counter options");
+        // ANCHOR_END: connection_definitions
+
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(in_flight.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_max.clone()),
+            Box::new(connections_closed.clone()),
+            Box::new(unmatched.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -116,6 +224,9 @@ impl Metrics {
             .map(|code| (*code, requests.with_label_values(&[code.as_str()])))
             .collect();
         // ANCHOR_END: zero_series
+        for reason in Closed::ALL {
+            connections_closed.with_label_values(&[reason.as_str()]);
+        }
 
         Self {
             registry,
@@ -123,6 +234,10 @@ impl Metrics {
             known_codes,
             latency,
             in_flight,
+            connections_open,
+            connections_max,
+            connections_closed,
+            unmatched,
         }
     }
 
@@ -166,6 +281,54 @@ impl Metrics {
         self.in_flight.get()
     }
 
+    /// Counts a request for a path the login listener does not serve.
+    pub fn unmatched(&self) {
+        self.unmatched.inc();
+    }
+
+    /// The current value of `login_unmatched_requests_total`.
+    #[must_use]
+    pub fn unmatched_requests(&self) -> u64 {
+        self.unmatched.get()
+    }
+
+    /// Publishes the login listener's connection budget.
+    pub fn set_connection_budget(&self, max: usize) {
+        self.connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a connection that ended for `reason` (one that was never open,
+    /// like a refused one, included).
+    pub fn connection_closed(&self, reason: Closed) {
+        self.connections_closed
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Marks a connection as open until the returned guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection {
+            metrics: Arc::clone(self),
+            closed: None,
+        }
+    }
+
+    /// The current value of `login_connections_closed_total` for `reason`.
+    #[must_use]
+    pub fn connections_closed(&self, reason: Closed) -> u64 {
+        self.connections_closed
+            .with_label_values(&[reason.as_str()])
+            .get()
+    }
+
+    /// The current value of `login_connections_open`.
+    #[must_use]
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.get()
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
@@ -198,6 +361,32 @@ impl Drop for InFlight {
     }
 }
 // ANCHOR_END: in_flight_guard
+
+// ANCHOR: open_connection
+/// One open connection of the login listener. Dropped without a reason, as
+/// when the shutdown grace runs out and the connection's task is cancelled,
+/// it is counted as [`Closed::Shutdown`].
+#[must_use]
+pub struct OpenConnection {
+    metrics: Arc<Metrics>,
+    closed: Option<Closed>,
+}
+
+impl OpenConnection {
+    /// Records why the connection ended; counted when the guard is dropped.
+    pub fn close(mut self, reason: Closed) {
+        self.closed = Some(reason);
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connections_open.dec();
+        self.metrics
+            .connection_closed(self.closed.unwrap_or(Closed::Shutdown));
+    }
+}
+// ANCHOR_END: open_connection
 
 // ANCHOR: middleware
 /// The layer that counts and times every response of the routes it wraps.
@@ -250,9 +439,12 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         Tracked {
-            in_flight: self.metrics.in_flight(),
-            started: Instant::now(),
-            metrics: Arc::clone(&self.metrics),
+            pending: Pending {
+                metrics: Arc::clone(&self.metrics),
+                started: Instant::now(),
+                _in_flight: self.metrics.in_flight(),
+                answered: false,
+            },
             inner: self.inner.call(request),
         }
     }
@@ -260,14 +452,37 @@ where
 
 pin_project_lite::pin_project! {
     /// A request being handled: records its status and latency when it
-    /// completes, and gives back its in-flight unit when dropped, completed
-    /// or not.
+    /// completes, or 499 and the time it lasted when it is dropped first.
     pub struct Tracked<F> {
         #[pin]
         inner: F,
-        metrics: Arc<Metrics>,
-        started: Instant,
-        in_flight: InFlight,
+        pending: Pending,
+    }
+}
+
+/// What a request still owes the metrics. A destructor rather than code after
+/// an `.await`: when a client disconnects, hyper drops the request's future
+/// wherever it is, and only destructors still run.
+struct Pending {
+    metrics: Arc<Metrics>,
+    started: Instant,
+    /// Held only for its destructor.
+    _in_flight: InFlight,
+    answered: bool,
+}
+
+impl Pending {
+    fn answer(&mut self, status: StatusCode) {
+        self.answered = true;
+        self.metrics.observe(status, self.started.elapsed());
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answer(CLIENT_CLOSED_REQUEST);
+        }
     }
 }
 
@@ -280,10 +495,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            this.metrics
-                .observe(response.status(), this.started.elapsed());
-        }
+        // A service error means no response at all: the server failed it.
+        let status = result
+            .as_ref()
+            .map_or(StatusCode::INTERNAL_SERVER_ERROR, http::Response::status);
+        this.pending.answer(status);
         Poll::Ready(result)
     }
 }

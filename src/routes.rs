@@ -5,11 +5,12 @@
 //!
 //! ```text
 // ANCHOR: layers
-//! metrics::track        counts and times whatever comes out, 500s included
+//! metrics::track        counts and times whatever comes out, 500s included,
+//!                       and 499 for a request dropped before its answer
 //!   TraceLayer          one log line per request: method, status, latency
 //!     CatchPanicLayer   a panic becomes a JSON 500 instead of a dropped connection
 //!       body limit      413 for bodies over LOGIN_BODY_LIMIT
-//!         POST /login   200 or 401; JSON errors 400 / 415; 405 for other methods
+//!         POST /login   200 or 401; JSON errors 400 / 408 / 415; 405 for other methods
 // ANCHOR_END: layers
 //! ```
 
@@ -17,7 +18,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -30,6 +31,7 @@ use tracing::Level;
 
 use crate::auth::UserStore;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::metrics::{Metrics, TrackLayer};
 
 /// Largest accepted login body. Credentials are small; anything bigger is
@@ -43,16 +45,27 @@ pub struct AppState {
     pub users: Arc<UserStore>,
     /// The registry the middleware records into.
     pub metrics: Arc<Metrics>,
+    /// What clients may make the server wait for.
+    pub limits: Limits,
 }
 
 impl AppState {
-    /// State with the given users and a fresh registry.
+    /// State with the given users, a fresh registry and the default limits.
     #[must_use]
     pub fn new(users: UserStore) -> Self {
         Self {
             users: Arc::new(users),
             metrics: Arc::new(Metrics::new()),
+            limits: Limits::default(),
         }
+        .with_limits(Limits::default())
+    }
+
+    /// The same state with other limits.
+    #[must_use]
+    pub fn with_limits(self, limits: Limits) -> Self {
+        self.metrics.set_connection_budget(limits.max_connections);
+        Self { limits, ..self }
     }
 }
 
@@ -78,8 +91,15 @@ pub struct LoginOk {
 /// `POST /login`: 200 for valid credentials, 401 for anything else.
 pub async fn login(
     State(state): State<AppState>,
-    body: Result<Json<Credentials>, JsonRejection>,
+    request: Request,
 ) -> Result<Json<LoginOk>, ApiError> {
+    // The body must arrive within the body timeout, however slowly it trickles.
+    let body = tokio::time::timeout(
+        state.limits.body_timeout,
+        Json::<Credentials>::from_request(request, &state),
+    )
+    .await
+    .map_err(|_| ApiError::body_timeout(state.limits.body_timeout))?;
     let Json(credentials) = body.map_err(reject)?;
     let valid = state
         .users
@@ -112,6 +132,11 @@ fn reject(rejection: JsonRejection) -> ApiError {
                 format!("The body is larger than {LOGIN_BODY_LIMIT} bytes"),
             )
         }
+        // The connection ended mid-body: nobody will read an answer, but the
+        // request is counted as abandoned, not as a malformed one.
+        JsonRejection::BytesRejection(ref error) if client_went_away(error) => {
+            ApiError::client_closed_request()
+        }
         // Valid JSON of the wrong shape: a missing field or a wrong type. The
         // serde message names the field, never the value.
         JsonRejection::JsonDataError(error) => ApiError::new(
@@ -128,6 +153,26 @@ fn reject(rejection: JsonRejection) -> ApiError {
             format!("The body is not valid JSON: {}", other.body_text()),
         ),
     }
+}
+
+/// Whether reading the body failed because the connection ended early
+/// (rather than, say, because the chunked encoding was malformed).
+fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            );
+        }
+        cause = error.source();
+    }
+    false
 }
 // ANCHOR_END: reject
 
@@ -184,12 +229,19 @@ pub fn app_without_metrics(state: AppState) -> Router {
     with_login(harden(post(login)), state)
 }
 
+// ANCHOR: unmatched
+/// Every other path: a JSON 404, counted in `login_unmatched_requests_total`
+/// and never under its path, which a scanner could vary without end.
 fn with_login(login: MethodRouter<AppState>, state: AppState) -> Router {
     Router::new()
         .route("/login", login)
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(|State(state): State<AppState>| async move {
+            state.metrics.unmatched();
+            ApiError::not_found()
+        })
         .with_state(state)
 }
+// ANCHOR_END: unmatched
 
 /// The metrics router, served on its own listener: `GET /metrics`.
 pub fn metrics_app(metrics: Arc<Metrics>) -> Router {

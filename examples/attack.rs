@@ -1,0 +1,781 @@
+//! The hostile clients of the appendix "Hostile clients", played against the
+//! real `login_server` binary over loopback, each attack bounded in count and
+//! time; about two and a half minutes per server.
+//!
+//! ```sh
+//! cargo run --release --example attack                              # this server
+//! cargo run --release --example attack -- --before OLD_LOGIN_SERVER # and an old one, side by side
+//! ```
+//!
+//! Each attack starts a fresh server process under `ulimit -n 4096`, so that a
+//! few thousand connections reach its descriptor limit, and measures from
+//! outside: scrapes, a legitimate login, the process's descriptors, memory and
+//! CPU time from `/proc`, and the server's own metrics. Figures a server does
+//! not export (an old one lacks the connection metrics) print as "n/a".
+//!
+//! - **slowloris**: 5,000 connections from 127.0.0.2-5 send half a request
+//!   header and go silent, reconnecting when cut off, for 15 s; then SIGTERM
+//!   with the attack still on.
+//! - **slow bodies**: 1,000 clients send a login's 37-byte body one byte every
+//!   500 ms.
+//! - **hang-ups**: 3,000 logins, each closed right after it is sent.
+//! - **404 flood**: 5 s of requests to distinct unknown paths.
+//! - **login flood**: 512 connections of good logins for 10 s.
+//!
+//! Linux only (it reads `/proc`).
+
+#[cfg(target_os = "linux")]
+fn main() -> anyhow::Result<()> {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("attack reads /proc, so it runs on Linux only");
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use clap::Parser;
+    use comfy_table::{Table, presets};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    /// Plays hostile clients against the login server and prints what it saw.
+    #[derive(Debug, Parser)]
+    struct Args {
+        /// An older `login_server` binary to run the same attacks against,
+        /// shown in a column of its own.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// The server to attack [default: this repository's `login_server`
+        /// example, built in release mode].
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// Run only the attacks whose names contain this (idle, slowloris,
+        /// slow-bodies, hang-ups, 404-flood, login-flood).
+        #[arg(long)]
+        only: Option<String>,
+    }
+
+    /// The open files limit each server runs under.
+    const OPEN_FILES: u32 = 4096;
+    const SLOWLORIS: usize = 5000;
+    const SLOWLORIS_FOR: Duration = Duration::from_secs(15);
+    const SLOW_BODIES: usize = 1000;
+    const BYTE_EVERY: Duration = Duration::from_millis(500);
+    const HANG_UPS: usize = 3000;
+    const FLOOD_404_FOR: Duration = Duration::from_secs(5);
+    const FLOOD_CONNECTIONS: usize = 512;
+    const FLOOD_FOR: Duration = Duration::from_secs(10);
+    /// Longest any single measurement waits.
+    const WAIT: Duration = Duration::from_secs(20);
+    const LOGIN: &str = r#"{"username":"user","password":"pass"}"#;
+    const HALF_A_HEADER: &[u8] = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: appl";
+
+    pub fn main() -> anyhow::Result<()> {
+        let args = Args::parse();
+        if cfg!(debug_assertions) {
+            eprintln!("warning: a debug build measures the compiler, not the code; use --release");
+        }
+        // The attacker needs descriptors too: thousands of connections.
+        let _ = login_metrics::limits::raise_fd_limit();
+        let after = if let Some(path) = args.server {
+            path
+        } else {
+            eprintln!("building the login_server example (release)...");
+            escargot::CargoBuild::new()
+                .example("login_server")
+                .release()
+                .run()
+                .context("building login_server")?
+                .path()
+                .to_owned()
+        };
+        let runtime = tokio::runtime::Runtime::new()?;
+        let mut columns = Vec::new();
+        if let Some(before) = &args.before {
+            columns.push((
+                "before",
+                runtime.block_on(attack_all(before, args.only.as_deref()))?,
+            ));
+        }
+        columns.push((
+            "after",
+            runtime.block_on(attack_all(&after, args.only.as_deref()))?,
+        ));
+        print_table(&columns);
+        Ok(())
+    }
+
+    /// One figure per row, in the order measured.
+    type Report = Vec<(String, String)>;
+
+    async fn attack_all(binary: &Path, only: Option<&str>) -> anyhow::Result<Report> {
+        let mut report = Report::new();
+        let wanted = |name: &str| only.is_none_or(|only| name.contains(only));
+        eprintln!("{}:", binary.display());
+        if wanted("idle") {
+            eprintln!("idle...");
+            idle(binary, &mut report).await?;
+        }
+        if wanted("slowloris") {
+            eprintln!("slowloris ({SLOWLORIS} connections, {SLOWLORIS_FOR:?}) and SIGTERM...");
+            slowloris(binary, &mut report).await?;
+        }
+        if wanted("slow-bodies") {
+            eprintln!("slow bodies ({SLOW_BODIES})...");
+            slow_bodies(binary, &mut report).await?;
+        }
+        if wanted("hang-ups") {
+            eprintln!("hang-ups ({HANG_UPS})...");
+            hang_ups(binary, &mut report).await?;
+        }
+        if wanted("404-flood") {
+            eprintln!("404 flood ({FLOOD_404_FOR:?})...");
+            flood_404(binary, &mut report).await?;
+        }
+        if wanted("login-flood") {
+            eprintln!("login flood ({FLOOD_CONNECTIONS} connections, {FLOOD_FOR:?})...");
+            login_flood(binary, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// A server process, killed when dropped.
+    struct Server {
+        child: Child,
+        login: SocketAddr,
+        metrics: SocketAddr,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Server {
+        fn start(binary: &Path) -> anyhow::Result<Self> {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
+                .arg(binary)
+                .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn,login_server=info")
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let (lines, listening) = std::sync::mpsc::channel();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            for output in [
+                Box::new(child.stdout.take().context("stdout is piped")?)
+                    as Box<dyn std::io::Read + Send>,
+                Box::new(child.stderr.take().context("stderr is piped")?),
+            ] {
+                let (kept, lines) = (Arc::clone(&log), lines.clone());
+                std::thread::spawn(move || {
+                    for line in BufReader::new(output).lines().map_while(Result::ok) {
+                        if line.contains("listening") {
+                            let _ = lines.send(line.clone());
+                        }
+                        kept.lock().expect("log lock").push(line);
+                    }
+                });
+            }
+            let Ok(line) = listening.recv_timeout(WAIT) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("{} never said where it listens", binary.display());
+            };
+            let field = |key: &str| -> anyhow::Result<SocketAddr> {
+                let start = line.find(&format!("{key}=")).context("no address")? + key.len() + 1;
+                Ok(line[start..]
+                    .split_whitespace()
+                    .next()
+                    .context("no address")?
+                    .parse()?)
+            };
+            Ok(Self {
+                login: field("login")?,
+                metrics: field("metrics")?,
+                child,
+                log,
+            })
+        }
+
+        fn process(&self) -> anyhow::Result<procfs::process::Process> {
+            Ok(procfs::process::Process::new(i32::try_from(
+                self.child.id(),
+            )?)?)
+        }
+
+        fn open_fds(&self) -> usize {
+            self.process().and_then(|p| Ok(p.fd_count()?)).unwrap_or(0)
+        }
+
+        /// CPU time used so far.
+        fn cpu(&self) -> Duration {
+            #[expect(clippy::cast_precision_loss, reason = "ticks per second are few")]
+            let ticks = procfs::ticks_per_second() as f64;
+            self.process()
+                .and_then(|p| Ok(p.stat()?))
+                .map_or(Duration::ZERO, |stat| {
+                    #[expect(clippy::cast_precision_loss, reason = "tick counts are small")]
+                    let seconds = (stat.utime + stat.stime) as f64 / ticks;
+                    Duration::from_secs_f64(seconds)
+                })
+        }
+
+        /// Resident memory now and at its peak, in MiB.
+        fn memory(&self) -> (u64, u64) {
+            self.process()
+                .and_then(|p| Ok(p.status()?))
+                .map_or((0, 0), |status| {
+                    (
+                        status.vmrss.unwrap_or(0) / 1024,
+                        status.vmhwm.unwrap_or(0) / 1024,
+                    )
+                })
+        }
+
+        fn log_lines_containing(&self, needle: &str) -> usize {
+            self.log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .filter(|line| line.contains(needle))
+                .count()
+        }
+
+        /// Sends SIGTERM and waits up to `patience` for the exit.
+        fn terminate(&mut self, patience: Duration) -> String {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let sent = Instant::now();
+            while sent.elapsed() < patience {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return format!(
+                        "exited {:.1} s after it, {status}",
+                        sent.elapsed().as_secs_f64()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            format!("still running {} s after it: killed", patience.as_secs())
+        }
+
+        /// One scrape: its latency and text, or why it failed.
+        async fn scrape(&self) -> Result<(Duration, String), String> {
+            let started = Instant::now();
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let text = client
+                .get(format!("http://{}/metrics", self.metrics))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        "timed out (5 s)".to_owned()
+                    } else {
+                        e.to_string()
+                    }
+                })?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((started.elapsed(), text))
+        }
+
+        /// A scrape, described for the table.
+        async fn scrape_figure(&self) -> String {
+            match self.scrape().await {
+                Ok((latency, _)) => format!("answered in {}", ms(latency)),
+                Err(error) => format!("FAILED: {error}"),
+            }
+        }
+
+        /// One good login from an address of its own, on a new connection.
+        async fn legitimate_login(&self) -> String {
+            let started = Instant::now();
+            let outcome = async {
+                let mut stream = connect_from(9, self.login).await?;
+                stream.write_all(login_request().as_bytes()).await?;
+                let mut answer = vec![0; 1024];
+                let n = stream.read(&mut answer).await?;
+                anyhow::Ok(String::from_utf8_lossy(&answer[..n]).into_owned())
+            };
+            match tokio::time::timeout(WAIT, outcome).await {
+                Ok(Ok(answer)) if answer.starts_with("HTTP/1.1 200") => {
+                    format!("200 in {}", ms(started.elapsed()))
+                }
+                Ok(Ok(answer)) if answer.is_empty() => {
+                    format!("refused: closed after {}", ms(started.elapsed()))
+                }
+                Ok(Ok(answer)) => format!(
+                    "{} after {}",
+                    answer.lines().next().unwrap_or_default(),
+                    ms(started.elapsed())
+                ),
+                Ok(Err(error)) => format!("failed after {}: {error}", ms(started.elapsed())),
+                Err(_) => format!("no answer in {} s", WAIT.as_secs()),
+            }
+        }
+
+        /// A metric's value from the exposition, or "n/a".
+        async fn metric(&self, series: &str) -> String {
+            match self.scrape().await {
+                Ok((_, text)) => value(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
+                Err(_) => "no scrape".to_owned(),
+            }
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn ms(duration: Duration) -> String {
+        if duration < Duration::from_secs(1) {
+            format!("{:.1} ms", duration.as_secs_f64() * 1e3)
+        } else {
+            format!("{:.2} s", duration.as_secs_f64())
+        }
+    }
+
+    fn login_request() -> String {
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{LOGIN}",
+            LOGIN.len()
+        )
+    }
+
+    async fn connect_from(client: u8, to: SocketAddr) -> std::io::Result<TcpStream> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, client], 0)))?;
+        socket.connect(to).await
+    }
+
+    async fn idle(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let server = Server::start(binary)?;
+        report.push(("idle: scrape".into(), server.scrape_figure().await));
+        report.push((
+            "idle: legitimate login".into(),
+            server.legitimate_login().await,
+        ));
+        let (rss, _) = server.memory();
+        report.push(("idle: resident memory".into(), format!("{rss} MiB")));
+        Ok(())
+    }
+
+    async fn slowloris(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let mut server = Server::start(binary)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let cut_off = Arc::new(AtomicU64::new(0));
+        let mut attackers = Vec::new();
+        for index in 0..SLOWLORIS {
+            let (stop, cut_off, to) = (Arc::clone(&stop), Arc::clone(&cut_off), server.login);
+            let client = 2 + u8::try_from(index % 4)?;
+            attackers.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(Ok(mut stream)) =
+                        tokio::time::timeout(Duration::from_secs(2), connect_from(client, to))
+                            .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let _ = stream.write_all(HALF_A_HEADER).await;
+                    // Silence until the server closes it or the attack ends.
+                    let mut byte = [0; 1];
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(read) =
+                            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte))
+                                .await
+                        {
+                            if matches!(read, Ok(0) | Err(_)) {
+                                cut_off.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }));
+        }
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        report.push((
+            "slowloris: open descriptors after 5 s".into(),
+            server.open_fds().to_string(),
+        ));
+        report.push(("slowloris: scrape".into(), server.scrape_figure().await));
+        report.push((
+            "slowloris: legitimate login".into(),
+            server.legitimate_login().await,
+        ));
+        tokio::time::sleep(SLOWLORIS_FOR.saturating_sub(started.elapsed())).await;
+        report.push((
+            format!(
+                "slowloris: connections cut off by the server in {} s",
+                SLOWLORIS_FOR.as_secs()
+            ),
+            cut_off.load(Ordering::Relaxed).to_string(),
+        ));
+        for reason in ["over_budget", "header_timeout"] {
+            report.push((
+                format!("slowloris: login_connections_closed_total{{reason=\"{reason}\"}}"),
+                server
+                    .metric(&format!(
+                        "login_connections_closed_total{{reason=\"{reason}\"}}"
+                    ))
+                    .await,
+            ));
+        }
+        report.push((
+            "slowloris: \"Too many open files\" log lines".into(),
+            server
+                .log_lines_containing("Too many open files")
+                .to_string(),
+        ));
+        // SIGTERM with the attack still on.
+        let exit = tokio::task::block_in_place(|| server.terminate(WAIT));
+        report.push(("slowloris: SIGTERM (grace: 8 s, or none)".into(), exit));
+        stop.store(true, Ordering::Relaxed);
+        for attacker in attackers {
+            let _ = attacker.await;
+        }
+        Ok(())
+    }
+
+    async fn slow_bodies(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let server = Server::start(binary)?;
+        let cpu_before = server.cpu();
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for index in 0..SLOW_BODIES {
+            let to = server.login;
+            let client = 6 + u8::try_from(index % 2)?;
+            clients.push(tokio::spawn(async move {
+                let Ok(mut stream) = connect_from(client, to).await else {
+                    return Some(("not connected".to_owned(), started.elapsed()));
+                };
+                let head = format!(
+                    "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n",
+                    LOGIN.len()
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return Some(("closed before the body".to_owned(), started.elapsed()));
+                }
+                for byte in LOGIN.bytes() {
+                    if stream.write_all(&[byte]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(BYTE_EVERY).await;
+                }
+                let mut answer = vec![0; 256];
+                let status = match tokio::time::timeout(WAIT, stream.read(&mut answer)).await {
+                    Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&answer[..n])
+                        .chars()
+                        .skip(9)
+                        .take(3)
+                        .collect::<String>(),
+                    // Closing a socket with unread bytes sends a reset, which
+                    // can overtake the answer.
+                    Ok(_) => "closed or reset before the answer".to_owned(),
+                    Err(_) => "no answer".to_owned(),
+                };
+                Some((status, started.elapsed()))
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        report.push((
+            "slow bodies: legitimate login while they trickle".into(),
+            server.legitimate_login().await,
+        ));
+        // The bodies are complete after 37 × 500 ms: a login just after that
+        // meets whatever they left queued.
+        let complete = BYTE_EVERY * u32::try_from(LOGIN.len())? + Duration::from_millis(500);
+        tokio::time::sleep(complete.saturating_sub(started.elapsed())).await;
+        report.push((
+            format!(
+                "slow bodies: legitimate login at {:.1} s, as the bodies complete",
+                complete.as_secs_f64()
+            ),
+            server.legitimate_login().await,
+        ));
+        let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+        let mut last = Duration::ZERO;
+        for client in clients {
+            if let Ok(Some((status, at))) = client.await {
+                *statuses.entry(status).or_default() += 1;
+                last = last.max(at);
+            }
+        }
+        report.push((
+            "slow bodies: answers, and when the last came".into(),
+            format!("{statuses:?} by {:.1} s", last.as_secs_f64()),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        report.push((
+            "slow bodies: server CPU time (≈ hashes × 12.5 ms)".into(),
+            format!(
+                "{:.1} s",
+                server.cpu().saturating_sub(cpu_before).as_secs_f64()
+            ),
+        ));
+        Ok(())
+    }
+
+    async fn hang_ups(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let server = Server::start(binary)?;
+        let request = login_request();
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut senders = Vec::new();
+        for _ in 0..64 {
+            let (sent, request, to) = (Arc::clone(&sent), request.clone(), server.login);
+            senders.push(tokio::spawn(async move {
+                while sent.fetch_add(1, Ordering::Relaxed) < HANG_UPS as u64 {
+                    if let Ok(mut stream) = connect_from(8, to).await {
+                        let _ = stream.write_all(request.as_bytes()).await;
+                    }
+                }
+            }));
+        }
+        for sender in senders {
+            let _ = sender.await;
+        }
+        let left = Instant::now();
+        let cpu_left = server.cpu();
+        let login = server.legitimate_login().await;
+        // Busy until the CPU time stops growing (two quiet 250 ms samples).
+        let mut quiet = 0;
+        let mut last = server.cpu();
+        while quiet < 2 && left.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = server.cpu();
+            quiet = if now.saturating_sub(last) < Duration::from_millis(25) {
+                quiet + 1
+            } else {
+                0
+            };
+            last = now;
+        }
+        let busy = left.elapsed().saturating_sub(Duration::from_millis(500));
+        report.push((
+            "hang-ups: server busy after the last client left".into(),
+            format!(
+                "{:.1} s, {:.1} CPU-s",
+                busy.as_secs_f64(),
+                last.saturating_sub(cpu_left).as_secs_f64()
+            ),
+        ));
+        report.push(("hang-ups: legitimate login just after".into(), login));
+        let text = server
+            .scrape()
+            .await
+            .map(|(_, text)| text)
+            .unwrap_or_default();
+        let total: f64 = text
+            .lines()
+            .filter(|line| line.starts_with("login_requests_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        report.push((
+            format!("hang-ups: login_requests_total, of {HANG_UPS}"),
+            format!("{total}"),
+        ));
+        report.push((
+            "hang-ups: of which 499".into(),
+            value(&text, "login_requests_total{status_code=\"499\"}")
+                .map_or("n/a".into(), |v| v.to_string()),
+        ));
+        let reasons: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("login_connections_closed_total{reason=\""))
+            .filter(|line| !line.ends_with(" 0"))
+            .map(|line| line.replace("\"}", ""))
+            .collect();
+        report.push((
+            "hang-ups: login_connections_closed_total".into(),
+            if reasons.is_empty() {
+                "n/a".to_owned()
+            } else {
+                reasons.join(", ")
+            },
+        ));
+        Ok(())
+    }
+
+    async fn flood_404(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let server = Server::start(binary)?;
+        let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+        let before = series(&server.scrape().await.map(|(_, t)| t).unwrap_or_default());
+        let answered = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut flooders = Vec::new();
+        for task in 0..8 {
+            let (answered, to) = (Arc::clone(&answered), server.login);
+            flooders.push(tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .expect("client");
+                let mut index = 0_u64;
+                while started.elapsed() < FLOOD_404_FOR {
+                    index += 1;
+                    let url = format!("http://{to}/scan/{task}/{index}");
+                    if client.get(url).send().await.is_ok() {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for flooder in flooders {
+            let _ = flooder.await;
+        }
+        #[expect(clippy::cast_precision_loss, reason = "counts are small")]
+        let rate = answered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        let text = server.scrape().await.map(|(_, t)| t).unwrap_or_default();
+        report.push(("404 flood: answers/s".into(), format!("{rate:.0}")));
+        report.push((
+            "404 flood: login_unmatched_requests_total".into(),
+            value(&text, "login_unmatched_requests_total").map_or("n/a".into(), |v| v.to_string()),
+        ));
+        report.push((
+            "404 flood: series before → after".into(),
+            format!("{before} → {}", series(&text)),
+        ));
+        Ok(())
+    }
+
+    async fn login_flood(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
+        let server = Arc::new(Server::start(binary)?);
+        let (_, idle_peak) = server.memory();
+        let answered = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for index in 0..FLOOD_CONNECTIONS {
+            let (answered, to) = (Arc::clone(&answered), server.login);
+            let client = 10 + u8::try_from(index % 4)?;
+            clients.push(tokio::spawn(async move {
+                let Ok(mut stream) = connect_from(client, to).await else {
+                    return;
+                };
+                let request = login_request();
+                let mut buffer = vec![0; 1024];
+                while started.elapsed() < FLOOD_FOR {
+                    if stream.write_all(request.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    match tokio::time::timeout(WAIT, stream.read(&mut buffer)).await {
+                        Ok(Ok(n)) if n > 0 => answered.fetch_add(1, Ordering::Relaxed),
+                        _ => return,
+                    };
+                }
+            }));
+        }
+        let mut worst_scrape = Duration::ZERO;
+        let mut failed_scrapes = 0;
+        let mut peak_rss = 0;
+        while started.elapsed() < FLOOD_FOR {
+            match server.scrape().await {
+                Ok((latency, _)) => worst_scrape = worst_scrape.max(latency),
+                Err(_) => failed_scrapes += 1,
+            }
+            peak_rss = peak_rss.max(server.memory().0);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        for client in clients {
+            let _ = client.await;
+        }
+        #[expect(clippy::cast_precision_loss, reason = "counts are small")]
+        let rate = answered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        report.push(("login flood: logins/s".into(), format!("{rate:.0}")));
+        report.push((
+            "login flood: worst scrape (failed)".into(),
+            format!("{} ({failed_scrapes})", ms(worst_scrape)),
+        ));
+        let (_, peak) = server.memory();
+        report.push((
+            "login flood: peak resident memory (idle peak)".into(),
+            format!("{} MiB ({idle_peak} MiB)", peak.max(peak_rss)),
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        report.push((
+            "login flood: resident memory 5 s later".into(),
+            format!("{} MiB", server.memory().0),
+        ));
+        let text = server.scrape().await.map(|(_, t)| t).unwrap_or_default();
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("login_request_latency_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        if let (Some(one), Some(all)) = (bucket("1"), bucket("+Inf")) {
+            let top = text
+                .lines()
+                .filter_map(|line| {
+                    let rest = line.strip_prefix("login_request_latency_seconds_bucket{le=\"")?;
+                    let (le, _) = rest.split_once('"')?;
+                    (le != "+Inf").then(|| le.to_owned())
+                })
+                .next_back()
+                .unwrap_or_default();
+            let last = bucket(&top).unwrap_or(all);
+            report.push((
+                "login flood: logins over 1 s; over the last bucket".into(),
+                format!("{} of {all}; {} over {top} s", all - one, all - last),
+            ));
+        }
+        Ok(())
+    }
+
+    fn print_table(columns: &[(&str, Report)]) {
+        let mut table = Table::new();
+        table.load_preset(presets::ASCII_MARKDOWN);
+        let mut header = vec!["figure".to_owned()];
+        header.extend(columns.iter().map(|(name, _)| (*name).to_owned()));
+        table.set_header(header);
+        let rows = columns.last().map_or(0, |(_, report)| report.len());
+        for row in 0..rows {
+            let figure = &columns.last().expect("a column").1[row].0;
+            let mut cells = vec![figure.clone()];
+            for (_, report) in columns {
+                cells.push(
+                    report
+                        .iter()
+                        .find(|(name, _)| name == figure)
+                        .map_or(String::new(), |(_, value)| value.clone()),
+                );
+            }
+            table.add_row(cells);
+        }
+        println!(
+            "cores: {}, each server under `ulimit -n {OPEN_FILES}`",
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        );
+        println!("{table}");
+    }
+}
