@@ -1,5 +1,9 @@
 //! Background login traffic for the end-to-end tests: rounds of one good login,
-//! one wrong password (401) and one malformed body (400), until stopped.
+//! one wrong password (401) and one malformed body (400), until stopped. Each round
+//! also asks for a path that does not exist (counted in
+//! `login_unmatched_requests_total`, not as a login), and every tenth round the
+//! generator starts a new client, closing its connections as a departing user does,
+//! so that the connection metrics move too.
 //!
 //! Queries over `$__rate_interval` (a few seconds in tests) only see requests made
 //! in that window, so the traffic keeps flowing while the tests query.
@@ -18,6 +22,7 @@ pub struct Counts {
     pub ok: u64,
     pub unauthorized: u64,
     pub bad_request: u64,
+    pub not_found: u64,
 }
 
 /// A running traffic generator.
@@ -32,12 +37,25 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()?;
+            let client = || {
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+            };
+            let unknown = login_url.replace("/login", "/no-such-page");
+            let mut http = client()?;
             let mut counts = Counts::default();
+            let mut round = 0_u64;
             while !flag.load(Ordering::Relaxed) {
+                round += 1;
+                if round.is_multiple_of(10) {
+                    // Dropping the old client closes its idle connections.
+                    http = client()?;
+                }
+                let status = http.get(&unknown).send().await?.status();
+                anyhow::ensure!(status == 404, "GET {unknown}: {status}");
+                counts.not_found += 1;
                 for login in [Login::Good, Login::WrongPassword, Login::Malformed] {
                     login.send(&http, &login_url).await?;
                     match login {
