@@ -61,10 +61,22 @@ async fn main() -> anyhow::Result<()> {
         header_timeout = ?limits.header_timeout,
         body_timeout = ?limits.body_timeout,
         shutdown_grace = ?limits.shutdown_grace,
+        max_hash_wait = ?limits.max_hash_wait,
+        max_connections_per_client = limits.max_connections_per_client,
         "limits"
     );
+    let throttle = config.throttle();
+    tracing::info!(
+        login_burst = config.login_burst,
+        login_interval = ?config.login_interval,
+        on = throttle.is_on(),
+        trusted_proxies = ?config.trusted_proxies,
+        "per-client login throttle"
+    );
 
-    let state = AppState::new(users).with_limits(limits);
+    let state = AppState::new(users)
+        .with_limits(limits)
+        .with_throttle(throttle);
     state
         .metrics
         .registry()

@@ -128,7 +128,9 @@ mod linux {
             for _ in 0..20 {
                 let started = Instant::now();
                 ensure!(
-                    store.verify("user", "pass".to_owned()).await?,
+                    store
+                        .verify("user", "pass".to_owned(), std::time::Duration::MAX)
+                        .await?,
                     "the demo login fails"
                 );
                 times.push(started.elapsed());
@@ -145,7 +147,10 @@ mod linux {
                     tokio::spawn(async move {
                         let mut done = 0_u32;
                         while started.elapsed() < Duration::from_secs(2) {
-                            store.verify("user", "pass".to_owned()).await.ok();
+                            store
+                                .verify("user", "pass".to_owned(), std::time::Duration::MAX)
+                                .await
+                                .ok();
                             done += 1;
                         }
                         done

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use argon2::password_hash::{SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 
-use crate::hashing::HashingPool;
+use crate::hashing::{HashingPool, Refused};
 
 // ANCHOR: stored_hashes
 /// The demo user of the original tutorial, so the seed's requests work as is.
@@ -61,10 +61,20 @@ pub enum UsersError {
     },
 }
 
-/// The verification task itself failed (it panicked), so no answer is known.
+/// Why a verification gave no answer.
 #[derive(Debug, thiserror::Error)]
-#[error("password verification did not complete")]
-pub struct VerifyFailed;
+pub enum VerifyFailed {
+    /// The server is too busy: the verification would have waited longer than
+    /// allowed for a hashing thread (load shedding).
+    #[error("too busy to verify: retry after {retry_after:?}")]
+    Busy {
+        /// About when the queue ahead will have drained.
+        retry_after: std::time::Duration,
+    },
+    /// The verification itself failed (it panicked), so no answer is known.
+    #[error("password verification did not complete")]
+    Failed,
+}
 
 // ANCHOR: user_store
 /// Known users and the means to check their passwords.
@@ -150,22 +160,28 @@ impl UserStore {
 
     // ANCHOR: verify
     /// Checks a username and password. Runs exactly one argon2 verification on
-    /// the hashing pool, whether or not the user exists.
+    /// the hashing pool, whether or not the user exists, unless it would wait
+    /// longer than `max_wait` for a hashing thread.
     pub async fn verify(
         self: &std::sync::Arc<Self>,
         username: &str,
         password: String,
+        max_wait: std::time::Duration,
     ) -> Result<bool, VerifyFailed> {
         let known = self.users.get(username).cloned();
         let store = std::sync::Arc::clone(self);
+        let job = move || {
+            let hash = known.as_deref().unwrap_or(DUMMY_HASH);
+            let matches = store.check(hash, &password);
+            matches && known.is_some()
+        };
         self.hashing
-            .run(move || {
-                let hash = known.as_deref().unwrap_or(DUMMY_HASH);
-                let matches = store.check(hash, &password);
-                matches && known.is_some()
-            })
+            .run(job, max_wait)
             .await
-            .map_err(|_| VerifyFailed)
+            .map_err(|refused| match refused {
+                Refused::Shed { retry_after } => VerifyFailed::Busy { retry_after },
+                Refused::Failed => VerifyFailed::Failed,
+            })
     }
     // ANCHOR_END: verify
 

@@ -8,12 +8,14 @@
 //! `--metrics-addr 0.0.0.0:8000` (see the book's Step 2).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::limits::{self, Limits};
+use crate::throttle::{LoginRate, Throttle};
 
 // ANCHOR: config
 /// Settings for the login server.
@@ -56,6 +58,33 @@ pub struct Config {
     /// How long requests in flight may take to finish after SIGTERM.
     #[arg(long, env = "LOGIN_SHUTDOWN_GRACE", default_value = "8s", value_parser = duration)]
     pub shutdown_grace: Duration,
+
+    /// Most login connections one client address may hold open.
+    #[arg(long, env = "LOGIN_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+
+    /// Longest a login may wait for a hashing thread; 503 at once past it.
+    #[arg(long, env = "LOGIN_MAX_HASH_WAIT", default_value = "500ms", value_parser = duration)]
+    pub max_hash_wait: Duration,
+
+    /// Login attempts a client address may make at once.
+    #[arg(long, env = "LOGIN_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_burst: u32,
+
+    /// Time for a client address to earn one more login attempt.
+    #[arg(long, env = "LOGIN_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub login_interval: Duration,
+
+    /// No per-client limit on login attempts (for load tests from one machine).
+    #[arg(long, env = "LOGIN_NO_LIMIT")]
+    pub no_login_limit: bool,
+
+    /// A reverse proxy (address or CIDR) whose `X-Forwarded-For` is believed;
+    /// repeat the flag, or separate with commas in the variable. None by default.
+    #[arg(long = "trusted-proxy", env = "LOGIN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 // ANCHOR_END: config
 
@@ -67,6 +96,14 @@ fn duration(text: &str) -> Result<Duration, String> {
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!("{error} (write for example 10s or 500ms)")),
     }
+}
+
+/// A proxy as an address (`10.0.0.5`, one host) or a network (`10.0.0.0/8`).
+fn proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is neither an IP address nor a CIDR network"))
 }
 
 /// The settings asked for do not fit the process.
@@ -100,6 +137,19 @@ impl Config {
             body_timeout: self.body_timeout,
             max_connections,
             shutdown_grace: self.shutdown_grace,
+            max_hash_wait: self.max_hash_wait,
+            max_connections_per_client: usize::try_from(self.max_connections_per_client)
+                .unwrap_or(usize::MAX),
         })
+    }
+
+    /// The per-client throttle these settings ask for.
+    #[must_use]
+    pub fn throttle(&self) -> Throttle {
+        let rate = (!self.no_login_limit).then(|| LoginRate {
+            burst: NonZeroU32::new(self.login_burst).unwrap_or(NonZeroU32::MIN),
+            interval: self.login_interval,
+        });
+        Throttle::new(rate, self.trusted_proxies.clone())
     }
 }

@@ -21,6 +21,9 @@ pub struct ApiError {
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
+    /// When to try again, sent as `Retry-After` (429 and 503).
+    #[serde(skip)]
+    pub retry_after: Option<std::time::Duration>,
 }
 // ANCHOR_END: api_error
 
@@ -32,6 +35,35 @@ impl ApiError {
             status,
             error: error.to_owned(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: this client made more login attempts than it may; the same answer
+    /// whatever the username, so it tells nothing about which accounts exist.
+    #[must_use]
+    pub fn too_many_attempts(retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "Too many login attempts from this address; wait before trying again",
+            )
+        }
+    }
+
+    /// 503: too many logins are waiting for a hashing thread; answered at once
+    /// rather than after a long wait.
+    #[must_use]
+    pub fn busy(retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "The server is too busy to check passwords right now; try again shortly",
+            )
         }
     }
 
@@ -96,7 +128,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let retry_after = self.retry_after;
         let mut response = (status, Json(self)).into_response();
+        if let Some(wait) = retry_after {
+            // Whole seconds, rounded up, at least one: `Retry-After: 0` invites
+            // the client straight back.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             response
                 .headers_mut()

@@ -12,6 +12,7 @@
 //! - [`error`]: the JSON error body.
 //! - [`logging`]: one line per request, written off the request path.
 //! - [`server`]: the two listeners, their limits and bounded shutdown.
+//! - [`throttle`]: how many login attempts each client address may make.
 //!
 //! The machinery the tests use (real Prometheus and Grafana, the book's queries)
 //! is a crate of its own, `login-metrics-testkit`, so none of it is a dependency
@@ -26,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod throttle;
 
 pub use routes::{AppState, app};
 pub use server::serve;

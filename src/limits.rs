@@ -27,6 +27,12 @@ pub struct Limits {
     /// How long requests in flight may take to finish after a shutdown
     /// signal; what is still open then is closed.
     pub shutdown_grace: Duration,
+    /// Longest a login may wait for a password hashing thread; one that would
+    /// wait longer is answered 503 at once (load shedding).
+    pub max_hash_wait: Duration,
+    /// Most login connections one client address may hold open at once, so that
+    /// one address cannot take the whole budget. Trusted proxies are exempt.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +43,12 @@ impl Default for Limits {
             max_connections: MAX_DEFAULT_CONNECTIONS,
             // Below `docker stop`'s 10 s and Kubernetes' 30 s before SIGKILL.
             shutdown_grace: Duration::from_secs(8),
+            // Under a second, and above the 250 ms of the latency objective: a
+            // busy server answers slowly before it starts refusing.
+            max_hash_wait: Duration::from_millis(500),
+            // A browser opens six connections to a host; an office behind one
+            // address opens many more; a slowloris from one address, no more.
+            max_connections_per_client: 64,
         }
     }
 }

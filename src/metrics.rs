@@ -34,7 +34,7 @@ use tower::{Layer, Service};
 // ANCHOR: status_codes
 /// Every status code `/login` can answer. Their series exist at zero from
 /// start-up, so a dashboard shows 0 instead of "No data" before the first error.
-pub const STATUS_CODES: [StatusCode; 9] = [
+pub const STATUS_CODES: [StatusCode; 11] = [
     StatusCode::OK,                     // valid credentials
     StatusCode::BAD_REQUEST,            // malformed or incomplete JSON
     StatusCode::UNAUTHORIZED,           // wrong username or password
@@ -42,8 +42,10 @@ pub const STATUS_CODES: [StatusCode; 9] = [
     StatusCode::REQUEST_TIMEOUT,        // the body did not arrive in time
     StatusCode::PAYLOAD_TOO_LARGE,      // body over the limit
     StatusCode::UNSUPPORTED_MEDIA_TYPE, // not `Content-Type: application/json`
+    StatusCode::TOO_MANY_REQUESTS,      // this address made too many attempts
     CLIENT_CLOSED_REQUEST,              // the client went away before the answer
     StatusCode::INTERNAL_SERVER_ERROR,  // a bug: a panic or a failed verification
+    StatusCode::SERVICE_UNAVAILABLE,    // too busy: shed instead of queued
 ];
 
 /// 499, the status nginx records for a request whose client closed the
@@ -95,13 +97,17 @@ pub enum Closed {
     ClientGone,
     /// Still open when the shutdown grace period ran out, and closed.
     Shutdown,
+    /// Closed as soon as it was accepted: its address already held as many
+    /// connections as one client may.
+    ClientOverBudget,
 }
 
 impl Closed {
     /// Every reason, so that each series exists at zero from start-up.
-    pub const ALL: [Closed; 8] = [
+    pub const ALL: [Closed; 9] = [
         Closed::Completed,
         Closed::OverBudget,
+        Closed::ClientOverBudget,
         Closed::HeaderTimeout,
         Closed::IdleTimeout,
         Closed::Malformed,
@@ -122,6 +128,7 @@ impl Closed {
             Closed::TooLarge => "too_large",
             Closed::ClientGone => "client_gone",
             Closed::Shutdown => "shutdown",
+            Closed::ClientOverBudget => "client_over_budget",
         }
     }
 }
@@ -329,6 +336,36 @@ impl Metrics {
         self.connections_open.get()
     }
 
+    /// Registers a gauge whose value is read from `read` at each scrape: for
+    /// state that lives elsewhere (the hashing queue, the throttle's memory),
+    /// read when Prometheus asks rather than copied on every change. A gauge of
+    /// the same name registered before is replaced.
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
+        let gauge = GaugeFn {
+            desc: prometheus::core::Desc::new(
+                name.to_owned(),
+                help.to_owned(),
+                Vec::new(),
+                std::collections::HashMap::new(),
+            )
+            .expect("a valid gauge description"),
+            read: Box::new(read),
+        };
+        let same_name = GaugeFn {
+            desc: gauge.desc.clone(),
+            read: Box::new(|| 0),
+        };
+        let _ = self.registry.unregister(Box::new(same_name));
+        self.registry
+            .register(Box::new(gauge))
+            .expect("unique metric names");
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
@@ -337,6 +374,25 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// A gauge read from a closure at each scrape; see [`Metrics::gauge_fn`].
+struct GaugeFn {
+    desc: prometheus::core::Desc,
+    read: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+impl prometheus::core::Collector for GaugeFn {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let gauge = IntGauge::new(self.desc.fq_name.clone(), self.desc.help.clone())
+            .expect("the same options as the description");
+        gauge.set(i64::try_from((self.read)()).unwrap_or(i64::MAX));
+        prometheus::core::Collector::collect(&gauge)
     }
 }
 

@@ -15,10 +15,11 @@
 //! ```
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -29,10 +30,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::auth::UserStore;
+use crate::auth::{UserStore, VerifyFailed};
 use crate::error::ApiError;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, TrackLayer};
+use crate::throttle::Throttle;
 
 /// Largest accepted login body. Credentials are small; anything bigger is
 /// either a mistake or an attempt to make us buffer memory.
@@ -47,18 +49,45 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What clients may make the server wait for.
     pub limits: Limits,
+    /// How many login attempts each client address may make.
+    pub throttle: Arc<Throttle>,
 }
 
 impl AppState {
-    /// State with the given users, a fresh registry and the default limits.
+    /// State with the given users, a fresh registry, the default limits and the
+    /// default throttle.
     #[must_use]
     pub fn new(users: UserStore) -> Self {
+        let users = Arc::new(users);
+        let metrics = Arc::new(Metrics::new());
+        let load = users.hashing().load();
+        let threads = users.hashing().threads();
+        metrics.gauge_fn(
+            "login_hashing_queued",
+            "Logins waiting for a password hashing thread.",
+            {
+                let load = load.clone();
+                move || load.queued()
+            },
+        );
+        metrics.gauge_fn(
+            "login_hashing_busy",
+            "Password hashing threads busy with a verification.",
+            move || load.busy(),
+        );
+        metrics.gauge_fn(
+            "login_hashing_threads",
+            "Password hashing threads: verifications that can run at once.",
+            move || threads,
+        );
         Self {
-            users: Arc::new(users),
-            metrics: Arc::new(Metrics::new()),
+            users,
+            metrics,
             limits: Limits::default(),
+            throttle: Arc::new(Throttle::default()),
         }
         .with_limits(Limits::default())
+        .with_throttle(Throttle::default())
     }
 
     /// The same state with other limits.
@@ -66,6 +95,19 @@ impl AppState {
     pub fn with_limits(self, limits: Limits) -> Self {
         self.metrics.set_connection_budget(limits.max_connections);
         Self { limits, ..self }
+    }
+
+    /// The same state with another throttle (call it before serving).
+    #[must_use]
+    pub fn with_throttle(self, throttle: Throttle) -> Self {
+        let throttle = Arc::new(throttle);
+        let remembered = Arc::clone(&throttle);
+        self.metrics.gauge_fn(
+            "login_throttle_clients",
+            "Client addresses the login throttle remembers (recent ones only).",
+            move || remembered.clients(),
+        );
+        Self { throttle, ..self }
     }
 }
 
@@ -88,11 +130,19 @@ pub struct LoginOk {
 // ANCHOR_END: credentials
 
 // ANCHOR: handler
-/// `POST /login`: 200 for valid credentials, 401 for anything else.
+/// `POST /login`: 200 for valid credentials, 401 for anything else; 429 for a
+/// client over its attempts, 503 when too busy to check at once.
 pub async fn login(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Json<LoginOk>, ApiError> {
+    // A request that came through a listener has its peer's address; one
+    // handed to the router in-process (a test, a benchmark) has none, and no
+    // client to throttle.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| state.throttle.client(*peer, request.headers()));
     // The body must arrive within the body timeout, however slowly it trickles.
     let body = tokio::time::timeout(
         state.limits.body_timeout,
@@ -101,11 +151,25 @@ pub async fn login(
     .await
     .map_err(|_| ApiError::body_timeout(state.limits.body_timeout))?;
     let Json(credentials) = body.map_err(reject)?;
+    // A well-formed attempt costs a hash: it is what the throttle counts.
+    if let Some(client) = client {
+        state.throttle.check(client).map_err(|wait| {
+            tracing::info!(%client, "login attempt throttled");
+            ApiError::too_many_attempts(wait)
+        })?;
+    }
     let valid = state
         .users
-        .verify(&credentials.username, credentials.password)
+        .verify(
+            &credentials.username,
+            credentials.password,
+            state.limits.max_hash_wait,
+        )
         .await
-        .map_err(|_| ApiError::internal())?;
+        .map_err(|failed| match failed {
+            VerifyFailed::Busy { retry_after } => ApiError::busy(retry_after),
+            VerifyFailed::Failed => ApiError::internal(),
+        })?;
     if valid {
         Ok(Json(LoginOk {
             message: "Login successful".to_owned(),

@@ -14,12 +14,14 @@
 //! its connection forever. Here every connection gets the header timeout, the
 //! login listener has a connection budget, and shutdown has a deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
@@ -35,6 +37,7 @@ use tower::ServiceExt;
 use crate::limits::{Limits, METRICS_CONNECTIONS};
 use crate::metrics::{Closed, Metrics};
 use crate::routes::{AppState, app, metrics_app};
+use crate::throttle::Throttle;
 
 // ANCHOR: serve
 /// Serves `POST /login` on `app_listener` and `GET /metrics` on
@@ -54,26 +57,46 @@ pub async fn serve(
     });
     let limits = state.limits;
     let metrics = Arc::clone(&state.metrics);
+    let janitor = tokio::spawn(forget_idle_clients(Arc::clone(&state.throttle)));
 
     let logins = Listener {
         socket: app_listener,
-        router: app(state),
         budget: limits.max_connections,
         metrics: Some(Arc::clone(&metrics)),
+        per_client: Some(PerClient {
+            max: limits.max_connections_per_client,
+            open: Arc::default(),
+            throttle: Arc::clone(&state.throttle),
+        }),
+        router: app(state),
     };
     let scrapes = Listener {
         socket: metrics_listener,
         router: metrics_app(metrics),
         budget: METRICS_CONNECTIONS,
         metrics: None,
+        per_client: None,
     };
     tokio::join!(
         logins.run(limits, stopped.clone()),
         scrapes.run(limits, stopped)
     );
+    janitor.abort();
     Ok(())
 }
 // ANCHOR_END: serve
+
+/// How often the throttle forgets clients whose bucket is full again.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the throttle's memory to recent clients, for as long as it runs.
+async fn forget_idle_clients(throttle: Arc<Throttle>) {
+    let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
+    loop {
+        every.tick().await;
+        throttle.forget_idle();
+    }
+}
 
 /// One listener, what it serves, and how many connections it keeps open.
 struct Listener {
@@ -82,7 +105,57 @@ struct Listener {
     budget: usize,
     /// Where its connections are counted (the login listener's only).
     metrics: Option<Arc<Metrics>>,
+    /// The per-address share of the budget (the login listener's only).
+    per_client: Option<PerClient>,
 }
+
+// ANCHOR: per_client
+/// How many connections each client address holds, and the most it may.
+struct PerClient {
+    max: usize,
+    open: OpenByClient,
+    throttle: Arc<Throttle>,
+}
+
+/// Open connections by client address.
+type OpenByClient = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+impl PerClient {
+    /// One more connection for `peer`, or `None` when it already holds `max`
+    /// (a trusted proxy carries many clients, and has no such limit).
+    fn admit(&self, peer: IpAddr) -> Option<ClientSlot> {
+        if self.throttle.is_trusted_proxy(peer) {
+            return Some(ClientSlot(None));
+        }
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = open.entry(peer).or_insert(0);
+        if *held >= self.max {
+            return None;
+        }
+        *held += 1;
+        Some(ClientSlot(Some((Arc::clone(&self.open), peer))))
+    }
+}
+
+/// One connection of one address; gives its place back when dropped, and
+/// forgets the address with its last connection, so the map holds only
+/// addresses with connections open.
+struct ClientSlot(Option<(OpenByClient, IpAddr)>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Some((open, peer)) = self.0.take() {
+            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(held) = open.get_mut(&peer) {
+                *held -= 1;
+                if *held == 0 {
+                    open.remove(&peer);
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: per_client
 
 impl Listener {
     // ANCHOR: accept_loop
@@ -116,6 +189,14 @@ impl Listener {
                 }
                 continue;
             };
+            let client = self.per_client.as_ref().map(|p| p.admit(peer.ip()));
+            if let Some(None) = client {
+                drop(stream);
+                if let Some(metrics) = &self.metrics {
+                    metrics.connection_closed(Closed::ClientOverBudget);
+                }
+                continue;
+            }
             let open = self.metrics.as_ref().map(Metrics::connection_opened);
             let served = Arc::new(AtomicBool::new(false));
             let service = per_connection(self.router.clone(), peer, Arc::clone(&served));
@@ -125,6 +206,7 @@ impl Listener {
                 if let Some(open) = open {
                     open.close(closed_because(result, served.load(Ordering::Relaxed)));
                 }
+                drop(client);
                 drop(permit);
             });
         }

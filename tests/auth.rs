@@ -24,18 +24,42 @@ async fn users_file_lines_log_in_with_their_passwords() {
     store.add_users_from(&file).unwrap();
     assert_eq!(store.len(), 2);
     let store = Arc::new(store);
-    assert!(store.verify("alice", "alice-pw".into()).await.unwrap());
-    assert!(store.verify("bob", "bob-pw".into()).await.unwrap());
-    assert!(!store.verify("alice", "bob-pw".into()).await.unwrap());
+    assert!(
+        store
+            .verify("alice", "alice-pw".into(), std::time::Duration::MAX)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .verify("bob", "bob-pw".into(), std::time::Duration::MAX)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .verify("alice", "bob-pw".into(), std::time::Duration::MAX)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
 async fn the_demo_user_can_be_left_out() {
     let store = Arc::new(UserStore::empty());
     assert!(store.is_empty());
-    assert!(!store.verify("user", "pass".into()).await.unwrap());
+    assert!(
+        !store
+            .verify("user", "pass".into(), std::time::Duration::MAX)
+            .await
+            .unwrap()
+    );
     let demo = Arc::new(UserStore::with_demo_user());
-    assert!(demo.verify("user", "pass".into()).await.unwrap());
+    assert!(
+        demo.verify("user", "pass".into(), std::time::Duration::MAX)
+            .await
+            .unwrap()
+    );
 }
 
 #[test]

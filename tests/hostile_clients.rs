@@ -17,6 +17,7 @@ use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::{CLIENT_CLOSED_REQUEST, Closed, STATUS_CODES};
+use login_metrics::throttle::Throttle;
 use login_metrics_testkit::testing::{Login, TestServer};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,18 +27,25 @@ use tokio::net::{TcpSocket, TcpStream};
 /// machine, short enough that a server that never acts fails the test.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Short limits, so that a test sees each one fire quickly.
+/// Short limits, so that a test sees each one fire quickly. The defences of
+/// Step 8 (throttle, shedding, the per-client share of the budget) are out of
+/// the way: these tests are about what a client can hold, not how often it may
+/// try, and `tests/under_attack.rs` tests them.
 fn short_limits() -> Limits {
     Limits {
         header_timeout: Duration::from_millis(500),
         body_timeout: Duration::from_millis(500),
         max_connections: 64,
         shutdown_grace: Duration::from_secs(1),
+        max_hash_wait: Duration::from_secs(600),
+        max_connections_per_client: 64,
     }
 }
 
 async fn server(limits: Limits) -> TestServer {
-    let state = AppState::new(UserStore::with_demo_user()).with_limits(limits);
+    let state = AppState::new(UserStore::with_demo_user())
+        .with_limits(limits)
+        .with_throttle(Throttle::off());
     TestServer::start_with(IpAddr::V4(Ipv4Addr::LOCALHOST), state)
         .await
         .unwrap()
@@ -654,6 +662,8 @@ fn limits_come_from_flags_with_safe_defaults() {
             body_timeout: Duration::from_secs(2),
             max_connections: 100,
             shutdown_grace: Duration::from_secs(3),
+            max_hash_wait: Duration::from_millis(500),
+            max_connections_per_client: 64,
         }
     );
 

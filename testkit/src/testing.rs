@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::server::serve;
+use login_metrics::throttle::Throttle;
 
 /// A running server; stopped when dropped.
 pub struct TestServer {
@@ -27,9 +28,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with the demo user on `ip`, both listeners on free ports.
+    /// Starts a server with the demo user on `ip`, both listeners on free ports,
+    /// and the shipped limits except one: no per-client throttle. The tests of the
+    /// monitoring path send hundreds of logins a second from one address, which
+    /// the throttle exists to refuse; the tests of the defences start their
+    /// servers with [`start_with`](Self::start_with) and the throttle on.
     pub async fn start(ip: IpAddr) -> std::io::Result<Self> {
-        Self::start_with(ip, AppState::new(UserStore::with_demo_user())).await
+        let state = AppState::new(UserStore::with_demo_user()).with_throttle(Throttle::off());
+        Self::start_with(ip, state).await
     }
 
     /// Starts a server on loopback.
