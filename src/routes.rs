@@ -264,7 +264,17 @@ fn stack(route: MethodRouter<AppState>, track: Option<TrackLayer>) -> MethodRout
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &axum::extract::Request| {
                             // Method and path only: a query string could hold secrets.
-                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                            // The peer's address, so that an attack can be traced to it.
+                            let peer = request
+                                .extensions()
+                                .get::<ConnectInfo<SocketAddr>>()
+                                .map(|ConnectInfo(peer)| peer.ip());
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                peer = peer.map(tracing::field::display),
+                            )
                         })
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )

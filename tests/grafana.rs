@@ -18,8 +18,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use login_metrics_testkit::dashboard::{
-    DASHBOARD_UID, DATASOURCE_UID, Dashboard, LONG_TERM_STORE_UID, Panel, QueryContext, Target,
-    Variables, dashboard_file, load_dashboard,
+    DASHBOARD_UID, DATASOURCE_UID, Dashboard, Expect, LONG_TERM_STORE_UID, Panel, QueryContext,
+    Target, Variables, dashboard_file, expect_under_ordinary_traffic, load_dashboard,
 };
 use login_metrics_testkit::harness::docker;
 use login_metrics_testkit::harness::grafana::Grafana;
@@ -86,12 +86,27 @@ async fn wait_for_panel_data(
     ctx: &QueryContext,
 ) {
     let request = panel_request(target, variables, ctx);
+    let expect = expect_under_ordinary_traffic(&panel.title, &target.ref_id);
+    let accept = |values: &[f64]| match expect {
+        // Zeros are not data: with traffic flowing, each panel has a non-zero point...
+        None => values.iter().any(|v| *v != 0.0),
+        // ...but for the defences, which ordinary traffic never sets off...
+        Some(Expect::Zero) => !values.is_empty() && values.iter().all(|v| *v == 0.0),
+        // (the alerts are checked on the answer as a whole, below).
+        Some(Expect::Answer) => true,
+    };
     let deadline = Instant::now() + DATA_TIMEOUT;
     loop {
         let last = match grafana.query(&request).await {
+            // The alerts: any answer without an error, frames or none.
+            Ok(answer)
+                if expect == Some(Expect::Answer)
+                    && answer["results"][target.ref_id.as_str()]["error"].is_null() =>
+            {
+                return;
+            }
             Ok(answer) => match frame_values(&answer, &target.ref_id) {
-                // Zeros are not data: with traffic flowing, each panel has a non-zero point.
-                Ok(values) if values.iter().any(|v| *v != 0.0) => {
+                Ok(values) if accept(&values) => {
                     eprintln!(
                         "{} {:?} {}: {} values",
                         request["queries"][0]["datasource"]["uid"],
@@ -101,7 +116,7 @@ async fn wait_for_panel_data(
                     );
                     return;
                 }
-                Ok(_) => format!("frames without a non-zero value: {answer}"),
+                Ok(_) => format!("frames without the values expected ({expect:?}): {answer}"),
                 Err(error) => format!("error: {error}"),
             },
             Err(e) => format!("{e:#}"),

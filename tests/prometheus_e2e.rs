@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
+use login_metrics::throttle::{LoginRate, Throttle};
 use login_metrics_testkit::book::promql_blocks;
 use login_metrics_testkit::dashboard::QueryContext;
 use login_metrics_testkit::harness::prometheus::Prometheus;
@@ -108,13 +109,22 @@ async fn every_promql_block_in_the_book_returns_data() {
         blocks.len() >= SEED_QUERIES.len(),
         "the book shows at least the seed's queries"
     );
-    let Some((server, prometheus)) = server_and_prometheus().await else {
+    // The shipped throttle, with this machine as the trusted proxy the traffic
+    // comes through: the blocks about the throttle see it remember clients.
+    let throttle = Throttle::new(
+        Some(LoginRate::default()),
+        vec![IpAddr::V4(Ipv4Addr::LOCALHOST).into()],
+    );
+    let state = AppState::new(UserStore::with_demo_user()).with_throttle(throttle);
+    let server = TestServer::start_with(ANY_ADDRESS, state).await.unwrap();
+    let Some(prometheus) = Prometheus::start(server.metrics_addr.port()).await.unwrap() else {
         return;
     };
+    prometheus.wait_for_target_health("up", WAIT).await.unwrap();
     // ANCHOR: book_blocks
     // Traffic keeps flowing while the blocks run: a block over `$__rate_interval`
     // (4 s here) sees only the requests of the last few seconds.
-    let traffic = Traffic::start(server.login_url(), Duration::from_millis(20));
+    let traffic = Traffic::start_as_many_clients(server.login_url(), Duration::from_millis(20));
     // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
     let context = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
     for block in blocks {

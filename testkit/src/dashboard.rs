@@ -45,6 +45,45 @@ pub const DATASOURCE_VARIABLE: &str = "${datasource}";
 /// The uid of the provisioned dashboard (`/d/login-metrics` in Grafana).
 pub const DASHBOARD_UID: &str = "login-metrics";
 
+/// What a panel's query shows under the tests' ordinary traffic (good logins, wrong
+/// passwords, malformed bodies, one client at a time), when that is not a non-zero
+/// number: the tests check exactly this instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly zero: ordinary traffic gets nobody throttled, shed or queued.
+    /// `tests/under_attack.rs` proves the same queries show an attack.
+    Zero,
+    /// A valid answer, empty while no alert fires. `tests/alerting.rs` proves it
+    /// lists an alert that fires.
+    Answer,
+}
+
+/// The panels [`Expect`] covers: `(title, refId, expectation)`.
+pub const NOT_NONZERO_UNDER_ORDINARY_TRAFFIC: [(&str, &str, Expect); 4] = [
+    (
+        "Throttled (429) and shed (503) per second",
+        "A",
+        Expect::Zero,
+    ),
+    (
+        "Throttled (429) and shed (503) per second",
+        "B",
+        Expect::Zero,
+    ),
+    ("Hashing queue", "A", Expect::Zero),
+    ("Firing alerts", "A", Expect::Answer),
+];
+
+/// What the query `ref_id` of panel `title` shows under ordinary traffic; `None`
+/// for the usual: a non-zero number.
+#[must_use]
+pub fn expect_under_ordinary_traffic(title: &str, ref_id: &str) -> Option<Expect> {
+    NOT_NONZERO_UNDER_ORDINARY_TRAFFIC
+        .iter()
+        .find(|(t, r, _)| *t == title && *r == ref_id)
+        .map(|(_, _, expect)| *expect)
+}
+
 /// Where the Grafana files live in this repository.
 #[must_use]
 pub fn grafana_dir() -> PathBuf {

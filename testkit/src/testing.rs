@@ -151,9 +151,34 @@ impl Login {
 
     /// Sends this login to `login_url` and checks the status.
     pub async fn send(self, client: &reqwest::Client, login_url: &str) -> anyhow::Result<()> {
-        let status = client
+        self.send_request(client, login_url, None).await
+    }
+
+    /// [`send`](Self::send) with `X-Forwarded-For: forwarded_for`, as a proxy
+    /// forwards a client's request.
+    pub async fn send_as(
+        self,
+        client: &reqwest::Client,
+        login_url: &str,
+        forwarded_for: &str,
+    ) -> anyhow::Result<()> {
+        self.send_request(client, login_url, Some(forwarded_for))
+            .await
+    }
+
+    async fn send_request(
+        self,
+        client: &reqwest::Client,
+        login_url: &str,
+        forwarded_for: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut request = client
             .post(login_url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(forwarded) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let status = request
             .body(self.body())
             .send()
             .await

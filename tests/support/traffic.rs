@@ -33,7 +33,22 @@ pub struct Traffic {
 
 impl Traffic {
     /// Starts sending rounds to `login_url`, pausing `pause` between rounds.
+    #[allow(dead_code)] // not every test binary that includes this file uses it
     pub fn start(login_url: String, pause: Duration) -> Self {
+        Self::start_with(login_url, pause, false)
+    }
+
+    /// Like [`start`](Self::start), as if through a proxy in front of the
+    /// server: each round says in `X-Forwarded-For` that it comes from another
+    /// client (10.0.x.y), the way a proxy forwards many users. A server that
+    /// trusts 127.0.0.1 as its proxy throttles each of them on its own, so the
+    /// traffic runs against the shipped throttle without being refused.
+    #[allow(dead_code)] // not every test binary that includes this file uses it
+    pub fn start_as_many_clients(login_url: String, pause: Duration) -> Self {
+        Self::start_with(login_url, pause, true)
+    }
+
+    fn start_with(login_url: String, pause: Duration, many_clients: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let task = tokio::spawn(async move {
@@ -53,11 +68,16 @@ impl Traffic {
                     // Dropping the old client closes its idle connections.
                     http = client()?;
                 }
+                let forwarded = format!("10.0.{}.{}", (round >> 8) & 0xff, round & 0xff);
                 let status = http.get(&unknown).send().await?.status();
                 anyhow::ensure!(status == 404, "GET {unknown}: {status}");
                 counts.not_found += 1;
                 for login in [Login::Good, Login::WrongPassword, Login::Malformed] {
-                    login.send(&http, &login_url).await?;
+                    if many_clients {
+                        login.send_as(&http, &login_url, &forwarded).await?;
+                    } else {
+                        login.send(&http, &login_url).await?;
+                    }
                     match login {
                         Login::Good => counts.ok += 1,
                         Login::WrongPassword => counts.unauthorized += 1,
