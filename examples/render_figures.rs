@@ -1,10 +1,12 @@
 //! Renders the book's panel figures (`book/src/figures/*.svg`) from real data.
 //!
 //! It starts the login server in-process and a real Prometheus (the test harness:
-//! Docker, or a `prometheus` binary with `LOGIN_METRICS_PROMETHEUS=native`), sends
-//! about half a minute of traffic in three phases — normal use, password guessing,
-//! overload — then asks Prometheus for the dashboard's queries over that time, the
-//! way Grafana would, and draws them.
+//! Docker, or a `prometheus` binary with `LOGIN_METRICS_PROMETHEUS=native`), measures
+//! how many logins a second the machine can check, sends half a minute of traffic in
+//! three phases sized from that capacity — normal use, password guessing, overload —
+//! then asks Prometheus for the dashboard's queries over that time, the way Grafana
+//! would, and draws them. Sizing the phases from the machine's own capacity is what
+//! keeps the shapes the same on a fast machine and a slow one.
 //!
 //! ```sh
 //! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures
@@ -134,8 +136,17 @@ async fn main() -> anyhow::Result<()> {
         prometheus.base_url()
     );
 
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let c = capacity(&http, &server.login_url()).await?;
+    eprintln!("capacity: {c:.0} logins/s");
+    // Let the capacity run leave the rate windows before the phases start.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
     let start = unix_now();
-    run_traffic(&server.login_url()).await?;
+    run_traffic(&http, &server.login_url(), c).await?;
     // Let the last scrapes land.
     tokio::time::sleep(3 * SCRAPE_INTERVAL).await;
     let end = unix_now();
@@ -176,45 +187,90 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Three phases of [`PHASE`] each: a steady trickle of logins with the odd typo;
-/// then someone guessing passwords and sending garbage; then many clients at once,
-/// more than the CPU can hash, so logins queue and latency climbs.
-async fn run_traffic(login_url: &str) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let (good, wrong, malformed) = (
-        Login::Good.body(),
-        Login::WrongPassword.body(),
-        Login::Malformed.body(),
-    );
+/// Logins per second this machine's server can check: good logins back to back
+/// from two clients per core for two seconds.
+async fn capacity(http: &reqwest::Client, login_url: &str) -> anyhow::Result<f64> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let started = std::time::Instant::now();
+    let until = started + Duration::from_secs(2);
+    let clients: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let (http, url) = (http.clone(), login_url.to_owned());
+            tokio::spawn(async move {
+                let mut done = 0_u32;
+                while std::time::Instant::now() < until {
+                    Login::Good.send(&http, &url).await?;
+                    done += 1;
+                }
+                anyhow::Ok(done)
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for client in clients {
+        done += client.await??;
+    }
+    Ok(f64::from(done) / started.elapsed().as_secs_f64())
+}
 
-    // (phase, body, pause between requests, concurrent clients)
-    let plan: [(usize, &'static str, Duration, usize); 6] = [
-        (0, good, Duration::from_millis(100), 1),
-        (0, wrong, Duration::from_millis(700), 1),
-        (1, good, Duration::from_millis(100), 1),
-        (1, wrong, Duration::from_millis(25), 2),
-        (1, malformed, Duration::from_millis(150), 1),
-        (2, good, Duration::ZERO, 8),
+/// One kind of request sent at a steady rate, each on its own task, whether or
+/// not the previous ones have been answered: arrivals do not slow down because
+/// the server does, which is what makes a queue visible.
+fn steady(
+    http: &reqwest::Client,
+    login_url: &str,
+    login: Login,
+    per_second: f64,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let (http, url, stop) = (http.clone(), login_url.to_owned(), Arc::clone(stop));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
+        let mut sent = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let (http, url) = (http.clone(), url.clone());
+            sent.push(tokio::spawn(async move { login.send(&http, &url).await }));
+        }
+        for request in sent {
+            request.await??;
+        }
+        Ok(())
+    })
+}
+
+/// Three phases of [`PHASE`] each, sized from the measured capacity `c` (logins
+/// per second): normal use (good logins at 15 % of `c`, wrong passwords at 3 %);
+/// someone guessing passwords and sending garbage (wrong passwords at 55 % of `c`
+/// on top, and cheap malformed bodies at half of `c`), which keeps the cores 70 %
+/// busy, so logins start to queue behind one another; then overload, more clients
+/// sending logins back to back than there are cores (four per core), so every
+/// login waits for about four others.
+async fn run_traffic(http: &reqwest::Client, login_url: &str, c: f64) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+
+    // (phase, login, share of capacity per second)
+    let steady_plan: [(usize, Login, f64); 5] = [
+        (0, Login::Good, 0.15),
+        (0, Login::WrongPassword, 0.03),
+        (1, Login::Good, 0.15),
+        (1, Login::WrongPassword, 0.55),
+        (1, Login::Malformed, 0.5),
     ];
     for (phase, (label, _)) in PHASES.iter().enumerate() {
         eprintln!("phase {}: {label}", phase + 1);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut clients = Vec::new();
-        for (_, body, pause, count) in plan.iter().filter(|p| p.0 == phase) {
-            for _ in 0..*count {
+        let mut senders: Vec<_> = steady_plan
+            .iter()
+            .filter(|p| p.0 == phase)
+            .map(|(_, login, share)| steady(http, login_url, *login, share * c, &stop))
+            .collect();
+        if phase == 2 {
+            for _ in 0..4 * cores {
                 let (http, url, stop) = (http.clone(), login_url.to_owned(), Arc::clone(&stop));
-                let (body, pause) = (*body, *pause);
-                clients.push(tokio::spawn(async move {
+                senders.push(tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        http.post(&url)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .send()
-                            .await?;
-                        tokio::time::sleep(pause).await;
+                        Login::Good.send(&http, &url).await?;
                     }
                     anyhow::Ok(())
                 }));
@@ -222,8 +278,8 @@ async fn run_traffic(login_url: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(PHASE).await;
         stop.store(true, Ordering::Relaxed);
-        for client in clients {
-            client.await??;
+        for sender in senders {
+            sender.await??;
         }
     }
     Ok(())
