@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use login_metrics_testkit::dashboard::{QueryContext, dashboard_file, load_dashboard};
+use login_metrics_testkit::dashboard::{
+    DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
+};
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::testing::{Login, TestServer};
 use plotters::prelude::*;
@@ -152,6 +154,8 @@ async fn main() -> anyhow::Result<()> {
     let end = unix_now();
 
     let dashboard = load_dashboard(&dashboard_file())?;
+    // The dashboard's variables ($job, $instance) as Grafana resolves them: All.
+    let variables = Variables::resolve(&dashboard, DATASOURCE_UID, prometheus.api()).await?;
     let range = Duration::from_secs_f64(end - start);
     // A panel about as wide as the figure, like Grafana would send it.
     let ctx = QueryContext::for_panel(range, SIZE.0, SCRAPE_INTERVAL);
@@ -162,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
                 .panel(series.panel)
                 .and_then(|p| p.targets.iter().find(|t| t.ref_id == series.ref_id))
                 .with_context(|| format!("panel {:?} query {}", series.panel, series.ref_id))?;
-            let promql = ctx.expand(&target.expr);
+            let promql = ctx.expand(&variables.expand(&target.expr));
             let points = query_range(&prometheus, &promql, start, end, ctx.interval).await?;
             if points.is_empty() {
                 bail!("no data for `{promql}`");
