@@ -152,6 +152,22 @@ async fn login_server_example_serves_login_and_metrics_on_two_ports() {
     }
 }
 
+/// The series one replica exports, which Step 9's cardinality budget counts: a
+/// new metric or label value changes the budget, and this test says so.
+const SERIES_PER_REPLICA: usize = 56;
+
+#[cfg(target_os = "linux")] // the process metrics are Linux's
+#[tokio::test]
+async fn one_replica_exports_the_series_step_9_budgets() {
+    let server = start_server("info");
+    let text = scrape(&server).await;
+    let series = text.lines().filter(|line| !line.starts_with('#')).count();
+    assert_eq!(
+        series, SERIES_PER_REPLICA,
+        "update book/src/step-9-scale.md#cardinality-budgets and this count:\n{text}"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn login_server_example_stops_cleanly_on_sigterm_and_logs_each_request() {
