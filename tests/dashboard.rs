@@ -22,9 +22,9 @@ use login_metrics_testkit::dashboard::{
     expect_under_ordinary_traffic, load_dashboard, load_yaml, long_term_store_file,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::harness::promql::QueryApi;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::harness::{grafana, prometheus};
+use login_metrics_testkit::promql::QueryApi;
 use login_metrics_testkit::testing::TestServer;
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;

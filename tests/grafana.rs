@@ -24,8 +24,8 @@ use login_metrics_testkit::dashboard::{
 use login_metrics_testkit::harness::docker;
 use login_metrics_testkit::harness::grafana::Grafana;
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::harness::promql::QueryApi;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
+use login_metrics_testkit::promql::QueryApi;
 use login_metrics_testkit::testing::TestServer;
 use serde_json::{Value, json};
 

@@ -32,8 +32,8 @@ use login_metrics_testkit::dashboard::{
 use login_metrics_testkit::harness::prometheus::{
     Backend, Prometheus, RemoteWriteStats, TEST_INTERVAL, TargetGroup, TargetsDir,
 };
-use login_metrics_testkit::harness::promql::{QueryApi, single_value};
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
+use login_metrics_testkit::promql::{QueryApi, single_value};
 use login_metrics_testkit::testing::TestServer;
 use serde_json::Value;
 

@@ -18,7 +18,7 @@ use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
-use login_metrics_testkit::harness::promql::{QueryApi, single_value};
+use login_metrics_testkit::promql::{QueryApi, single_value};
 use login_metrics_testkit::testing::{TestServer, send_logins};
 use serde_json::Value;
 

@@ -34,7 +34,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::harness::promql::QueryApi;
+use crate::promql::QueryApi;
 
 /// The uid the provisioned Prometheus data source gets: the dashboard's default.
 pub const DATASOURCE_UID: &str = "prometheus";

@@ -6,6 +6,7 @@
 //! - [`testing`]: an in-process login server on free ports, the test logins, promtool.
 //! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager uses the same
 //!   launcher) from a local image or a native binary, and Grafana in Docker.
+//! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
 //! - [`env`]: whether this is CI, and how a skip or a note reaches the test output.
@@ -14,6 +15,7 @@ pub mod book;
 pub mod dashboard;
 pub mod env;
 pub mod harness;
+pub mod promql;
 pub mod testing;
 
 use std::path::{Path, PathBuf};

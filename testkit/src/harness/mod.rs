@@ -8,7 +8,6 @@
 //! - [`alertmanager`]: [`alertmanager::Alertmanager`] runs the repository's
 //!   `alertmanager.yml`, its receivers posting to the test's webhook.
 //! - [`victoria_metrics`]: VictoriaMetrics, the long-term store Prometheus writes to.
-//! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
 //! - [`docker`]: Docker availability, image references, unique names, container logs.
 //!
@@ -25,5 +24,4 @@ pub mod docker;
 pub mod engine;
 pub mod grafana;
 pub mod prometheus;
-pub mod promql;
 pub mod victoria_metrics;

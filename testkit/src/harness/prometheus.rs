@@ -47,7 +47,7 @@ pub use super::engine::Backend;
 use super::engine::{
     BindMount, Engine, EngineSpec, Launch, LaunchContext, Placement, Reach, Running,
 };
-use super::promql::QueryApi;
+use crate::promql::QueryApi;
 
 /// The image used when `PROMETHEUS_IMAGE` is not set: the official one, pinned.
 ///
@@ -580,7 +580,7 @@ impl Prometheus {
 
     async fn or_report(
         &self,
-        polled: Result<Value, super::promql::NoData>,
+        polled: Result<Value, crate::promql::NoData>,
         failure: &str,
         promql: &str,
         timeout: Duration,

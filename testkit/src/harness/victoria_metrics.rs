@@ -25,7 +25,7 @@ use serde_json::Value;
 
 pub use super::engine::Backend;
 use super::engine::{Engine, EngineSpec, Launch, Reach, Running};
-use super::promql::QueryApi;
+use crate::promql::QueryApi;
 
 /// The image used when `VICTORIA_METRICS_IMAGE` is not set: the official one, pinned.
 ///
