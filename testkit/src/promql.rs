@@ -2,8 +2,8 @@
 //! `GET /api/v1/query`, `/api/v1/query_range` and `/api/v1/label/<name>/values`.
 //!
 //! [`QueryApi`] is the one client the engine wrappers share
-//! ([`Prometheus`](super::prometheus::Prometheus),
-//! [`VictoriaMetrics`](super::victoria_metrics::VictoriaMetrics)), so a test can send
+//! ([`Prometheus`](crate::harness::prometheus::Prometheus),
+//! [`VictoriaMetrics`](crate::harness::victoria_metrics::VictoriaMetrics)), so a test can send
 //! the same query to both and compare: `prometheus.api()` and `victoria.api()`.
 
 use std::time::{Duration, Instant};
