@@ -9,7 +9,7 @@
 //! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
-//! - [`env`]: whether this is CI, and how a skip or a note reaches the test output.
+//! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
 
 pub mod book;
 pub mod dashboard;
