@@ -6,7 +6,7 @@
 //! stalled log shipper) would stall every request behind it.
 //!
 //! So lines go to a bounded in-memory queue that one background thread writes out
-//! ([`tracing_appender::non_blocking`]). When the queue is full a line is **dropped
+//! ([`tracing_appender::non_blocking()`]). When the queue is full a line is **dropped
 //! and counted**, never queued without bound and never waited for: the count is the
 //! metric `log_lines_dropped_total`, so a lossy log is visible where you already look.
 //!
