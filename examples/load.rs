@@ -1,14 +1,22 @@
 //! A traffic generator for the login server: a mix of good, bad and malformed
-//! logins over several connections, then a table of status codes, latency
-//! percentiles and throughput.
+//! logins over several connections, from many client addresses as many users
+//! would send them, then a table of status codes, latency percentiles and
+//! throughput.
 //!
 //! ```sh
 //! cargo run --example login_server                      # one terminal
 //! cargo run --release --example load                    # another: 10 s of a 70/25/5 mix
 //! cargo run --release --example load -- --rate 20 --duration 120
 //! cargo run --release --example load -- --requests 60 --good 3 --bad 2 --malformed 1
-//! cargo run --release --example load -- --scenario password-guessing   # until Ctrl-C
+//! cargo run --release --example load -- --scenario credential-stuffing  # until Ctrl-C
 //! ```
+//!
+//! The server throttles login attempts per client address (the book's Step 8),
+//! so the generator spreads its requests over `--sources` addresses of the
+//! loopback range (127.0.1.1 upward for the default scenario). Where it cannot
+//! (a server that is not on loopback; macOS, which has only 127.0.0.1),
+//! everything comes from one address, and it says so: start the server with
+//! `--no-login-limit` then.
 //!
 //! Every run is bounded: by `--requests`, or else by `--duration` (10 s by
 //! default, 20 minutes for the named scenarios, which make alerts fire), and
@@ -18,13 +26,14 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use comfy_table::{CellAlignment, Table, presets};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,8 +50,8 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:5000/login")]
     url: reqwest::Url,
 
-    /// A named traffic pattern (mix, rate and connections), for making the
-    /// dashboard and the alerts react; flags given as well override its values.
+    /// A named traffic pattern (mix, rate, connections and sources), for making
+    /// the dashboard and the alerts react; flags given as well override its values.
     #[arg(long, value_enum, default_value_t = Scenario::Normal)]
     scenario: Scenario,
 
@@ -72,10 +81,17 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
 
-    /// Connections, each with one request in flight at a time [default: the
-    /// scenario's; 8 for `normal`].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Requests in flight at once, each on a kept-alive connection of its
+    /// source [default: the scenario's; 8 for `normal`].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CONNECTIONS)))]
     connections: Option<u16>,
+
+    /// Client addresses to send from, one request each in turn: 127.S.1.1
+    /// upward when the server is on loopback, S being the scenario's number (0
+    /// for `normal`) [default: the scenario's; 256 for `normal`]. Each keeps a
+    /// connection open to the server.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_SOURCES)))]
+    sources: Option<u16>,
 
     /// Threads for the generator itself [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -99,24 +115,54 @@ struct Args {
 }
 // ANCHOR_END: args
 
+/// The most `--connections`.
+const MAX_CONNECTIONS: u16 = 1024;
+
+/// The most `--sources`: each keeps a connection open to the server, whose
+/// default budget is 4,096 connections.
+const MAX_SOURCES: u16 = 2048;
+
 // ANCHOR: scenarios
-/// Situations the dashboard and the alerts of Step 7 should tell apart.
+/// Situations the dashboard, the alerts of Step 7 and the defences of Step 8
+/// should tell apart. Each sends from addresses of its own, 127.S.1.1 upward
+/// where S is its place in this list (0 for `normal`), so that a scenario run
+/// next to `normal` does not share its addresses. The numbers of connections
+/// and sources that grow with the cores are sized so that every address stays
+/// under the server's throttle of one attempt a second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
     /// Everyday use: 70 % good logins, 25 % wrong passwords, 5 % malformed
-    /// bodies, as fast as the server answers, for 10 s.
+    /// bodies, as fast as the server answers over 8 connections, for 10 s, from
+    /// 256 addresses: about one attempt every three or four seconds each at the
+    /// 60 to 80 logins a second of a 2-core server. No alert fires.
     Normal,
-    /// One client guessing passwords: 90 % wrong passwords at 5 per second,
-    /// past both thresholds of `LoginPasswordGuessing` (half of the logins, one
-    /// 401 per second).
+    /// One address guessing passwords: 90 % wrong passwords at 5 per second
+    /// over 2 connections. The throttle answers 429 past its burst of 10, so
+    /// only about one guess a second is checked: too few 401s for
+    /// `LoginPasswordGuessing`; Step 8's alert on sustained throttling fires.
     PasswordGuessing,
+    /// Leaked credentials tried from many addresses: 90 % wrong passwords at
+    /// 20 per second in all over 4 connections, from 256 addresses, each far
+    /// under the throttle, which cannot see it: `LoginPasswordGuessing` fires
+    /// (more than half of the logins and more than one a second fail with 401).
+    CredentialStuffing,
     /// A client release that sends broken bodies: 30 % malformed at 5 per
-    /// second, past `LoginMalformedRequests` (10 %, one every 10 seconds).
+    /// second over 2 connections, from 64 addresses: `LoginMalformedRequests`
+    /// fires (more than 10 %, more than one every 10 seconds).
     BrokenClient,
-    /// More logins at once than the cores can hash: 40 connections per core
-    /// without pause, so each login waits for about 40 others and takes well
-    /// over the 250 ms of the latency objective.
+    /// More logins at once than the cores can hash: good logins only, 10
+    /// connections per core without pause, from 128 addresses per core. Each
+    /// login waits for about 10 others: 250 to 400 ms at the 25 to 40 ms a hash
+    /// takes on the book's machine, above the 250 ms of the latency objective
+    /// and under the 500 ms at which the server sheds: `LoginLatencyBudgetBurn`
+    /// fires. (A 503 row means slower hashes: lower --connections.)
     Slow,
+    /// Far more logins than the cores can hash: good logins only, 64
+    /// connections per core without pause, from 512 addresses per core, each
+    /// under the throttle. The server sheds with 503 every login that would
+    /// wait past 500 ms: `LoginAvailabilityBudgetBurn` and Step 8's alert on
+    /// sustained shedding fire.
+    Flood,
 }
 
 /// What a run sends, once the scenario and the flags are combined.
@@ -127,12 +173,16 @@ struct Mix {
     malformed: u32,
     rate: Option<f64>,
     connections: u16,
+    sources: u16,
     duration: f64,
 }
 
 impl Scenario {
     fn mix(self) -> Mix {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let per_core = |count: usize, most: u16| {
+            u16::try_from(count * cores).map_or(most, |total| total.min(most))
+        };
         let long = 20.0 * 60.0;
         match self {
             Scenario::Normal => Mix {
@@ -141,6 +191,7 @@ impl Scenario {
                 malformed: 5,
                 rate: None,
                 connections: 8,
+                sources: 256,
                 duration: 10.0,
             },
             Scenario::PasswordGuessing => Mix {
@@ -149,6 +200,16 @@ impl Scenario {
                 malformed: 0,
                 rate: Some(5.0),
                 connections: 2,
+                sources: 1,
+                duration: long,
+            },
+            Scenario::CredentialStuffing => Mix {
+                good: 1,
+                bad: 9,
+                malformed: 0,
+                rate: Some(20.0),
+                connections: 4,
+                sources: 256,
                 duration: long,
             },
             Scenario::BrokenClient => Mix {
@@ -157,6 +218,7 @@ impl Scenario {
                 malformed: 3,
                 rate: Some(5.0),
                 connections: 2,
+                sources: 64,
                 duration: long,
             },
             Scenario::Slow => Mix {
@@ -164,7 +226,17 @@ impl Scenario {
                 bad: 0,
                 malformed: 0,
                 rate: None,
-                connections: u16::try_from(40 * cores).unwrap_or(1024).min(1024),
+                connections: per_core(10, MAX_CONNECTIONS),
+                sources: per_core(128, MAX_SOURCES),
+                duration: long,
+            },
+            Scenario::Flood => Mix {
+                good: 1,
+                bad: 0,
+                malformed: 0,
+                rate: None,
+                connections: per_core(64, MAX_CONNECTIONS),
+                sources: per_core(512, MAX_SOURCES),
                 duration: long,
             },
         }
@@ -182,6 +254,7 @@ impl Args {
             malformed: self.malformed.unwrap_or(preset.malformed),
             rate: self.rate.or(preset.rate),
             connections: self.connections.unwrap_or(preset.connections),
+            sources: self.sources.unwrap_or(preset.sources),
             duration: self.duration.unwrap_or(preset.duration),
         }
     }
@@ -216,6 +289,8 @@ enum Limit {
 /// Everything a connection needs to know, shared read-only.
 struct Plan {
     url: reqwest::Url,
+    /// One client per source address; ticket `n` is sent with client `n % len`.
+    clients: Vec<reqwest::Client>,
     started: Instant,
     bodies: [&'static str; 3],
     order: Vec<Kind>,
@@ -230,6 +305,75 @@ struct Progress {
     next_ticket: AtomicU64,
     finished: AtomicU64,
     stop: AtomicBool,
+}
+
+// ANCHOR: sources
+/// Source `index` (from 0) of `scenario`: 127.S.1.1, 127.S.1.2, ..., 127.S.1.254,
+/// 127.S.2.1, ... where S is the scenario's number; no .0 or .255, which look
+/// like network and broadcast addresses.
+fn source_address(scenario: Scenario, index: u16) -> Ipv4Addr {
+    let [third, fourth] = [index / 254, index % 254]
+        .map(|part| u8::try_from(1 + part).expect("--sources is at most 2048"));
+    Ipv4Addr::new(127, scenario as u8, third, fourth)
+}
+
+/// The addresses to send from: `wanted` of them when the server is on loopback
+/// and this system answers on more of 127.0.0.0/8 than 127.0.0.1 (Linux does;
+/// macOS does not unless more addresses are aliased). Otherwise why not: every
+/// request then comes from the one address the system picks.
+fn source_addresses(
+    url: &reqwest::Url,
+    scenario: Scenario,
+    wanted: u16,
+) -> Result<Vec<Ipv4Addr>, String> {
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(format!(
+            "the server's host, {host}, is not an IPv4 loopback address"
+        ));
+    }
+    // One socket bound to 127.0.0.2 tells whether the others can be bound too.
+    UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 2), 0)).map_err(|error| {
+        format!("this system has no loopback address but 127.0.0.1 (binding 127.0.0.2: {error})")
+    })?;
+    Ok((0..wanted)
+        .map(|index| source_address(scenario, index))
+        .collect())
+}
+
+/// One HTTP client per address, each with a pool just large enough for its
+/// share of the requests in flight; one client and the system's choice of
+/// address when there are none.
+fn clients(addresses: &[Ipv4Addr], connections: u16) -> reqwest::Result<Vec<reqwest::Client>> {
+    let per_source = usize::from(connections).div_ceil(addresses.len().max(1));
+    let client = |address: Option<Ipv4Addr>| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(address.map(IpAddr::V4))
+            .pool_max_idle_per_host(per_source)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+    };
+    if addresses.is_empty() {
+        return Ok(vec![client(None)?]);
+    }
+    addresses
+        .iter()
+        .map(|&address| client(Some(address)))
+        .collect()
+}
+// ANCHOR_END: sources
+
+/// How many addresses the requests came from, for the report.
+fn describe_sources(addresses: &[Ipv4Addr]) -> String {
+    match addresses {
+        [] => "1 address".to_owned(),
+        [one] => format!("1 address ({one})"),
+        [first, .., last] => format!("{} addresses ({first} to {last})", addresses.len()),
+    }
 }
 
 // ANCHOR: bodies
@@ -334,8 +478,8 @@ async fn send(client: &reqwest::Client, plan: &Plan, kind: Kind) -> anyhow::Resu
 
 // ANCHOR: connection
 /// One connection: takes the next ticket, waits for its turn when a rate is
-/// set, sends, records; until the limit is reached.
-async fn connection(client: reqwest::Client, plan: Arc<Plan>, progress: Arc<Progress>) -> Tally {
+/// set, sends from the ticket's source, records; until the limit is reached.
+async fn connection(plan: Arc<Plan>, progress: Arc<Progress>) -> Tally {
     let mut tally = Tally::new();
     while !progress.stop.load(Ordering::Relaxed) {
         let ticket = progress.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -360,9 +504,11 @@ async fn connection(client: reqwest::Client, plan: Arc<Plan>, progress: Arc<Prog
         {
             break;
         }
-        let kind = plan.order[usize::try_from(ticket).unwrap_or(usize::MAX) % plan.order.len()];
+        let ticket = usize::try_from(ticket).unwrap_or(usize::MAX);
+        let kind = plan.order[ticket % plan.order.len()];
+        let client = &plan.clients[ticket % plan.clients.len()];
         let sent = Instant::now();
-        match send(&client, &plan, kind).await {
+        match send(client, &plan, kind).await {
             Ok(status) => tally.answered(status, sent.elapsed()),
             Err(error) => {
                 tally.failed += 1;
@@ -422,7 +568,14 @@ async fn show_progress(bar: ProgressBar, progress: Arc<Progress>, limit: Limit, 
 /// Prints one row per status code (and one for requests with no answer) with
 /// its count, share and latency percentiles, then the throughput.
 #[expect(clippy::cast_precision_loss, reason = "counts stay far below 2^52")]
-fn report(args: &Args, mix: &Mix, tally: &Tally, elapsed: Duration, cpu: Option<Duration>) {
+fn report(
+    args: &Args,
+    mix: &Mix,
+    sources: &str,
+    tally: &Tally,
+    elapsed: Duration,
+    cpu: Option<Duration>,
+) {
     let latency = |micros: u64| format!("{:.1?}", Duration::from_micros(micros));
     let answered: u64 = tally.by_status.values().map(Histogram::len).sum();
     let total = answered + tally.failed;
@@ -469,13 +622,19 @@ fn report(args: &Args, mix: &Mix, tally: &Tally, elapsed: Duration, cpu: Option<
     }
 
     let [good, bad, malformed] = tally.sent;
+    let scenario = args
+        .scenario
+        .to_possible_value()
+        .expect("no variant is skipped");
     println!(
-        "Sent {good} good, {bad} bad and {malformed} malformed logins to {}",
+        "Scenario {}: sent {good} good, {bad} bad and {malformed} malformed logins \
+         from {sources} to {}",
+        scenario.get_name(),
         args.url
     );
     println!("{table}");
     println!(
-        "{answered} answers in {:.2} s over {} connections: {:.1} requests/s",
+        "{answered} answers in {:.2} s, {} at a time: {:.1} requests/s",
         elapsed.as_secs_f64(),
         mix.connections,
         answered as f64 / elapsed.as_secs_f64()
@@ -510,6 +669,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         mix.good + mix.bad + mix.malformed > 0,
         "at least one of --good, --bad and --malformed must be above 0"
     );
+    let addresses = source_addresses(&args.url, args.scenario, mix.sources).unwrap_or_else(|why| {
+        if mix.sources > 1 {
+            eprintln!(
+                "note: every request comes from one address: {why}. The server's \
+                 per-client throttle may answer most of them with 429; for a load test \
+                 from one machine, start the server with --no-login-limit."
+            );
+        }
+        Vec::new()
+    });
+    if addresses.len() > 1 {
+        make_room_for(addresses.len(), mix.connections)?;
+    }
+    let clients = clients(&addresses, mix.connections)?;
     let started = Instant::now();
     let cpu_at_start = cpu_time::ProcessTime::try_now().ok();
     let limit = match args.requests {
@@ -518,6 +691,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let plan = Arc::new(Plan {
         url: args.url.clone(),
+        clients,
         started,
         bodies: bodies(&args),
         order: order([
@@ -529,14 +703,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rate: mix.rate,
         keep_going: args.keep_going,
     });
-    // One client: its pool keeps one connection per task alive between requests.
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(usize::from(mix.connections))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()?;
-
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(&args, limit, started);
     let ticker = tokio::spawn(show_progress(
@@ -555,13 +721,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     let connections: Vec<_> = (0..mix.connections)
-        .map(|_| {
-            tokio::spawn(connection(
-                client.clone(),
-                Arc::clone(&plan),
-                Arc::clone(&progress),
-            ))
-        })
+        .map(|_| tokio::spawn(connection(Arc::clone(&plan), Arc::clone(&progress))))
         .collect();
     let mut tally = Tally::new();
     for connection in connections {
@@ -573,7 +733,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     interrupt.abort();
     bar.finish_and_clear();
 
-    report(&args, &mix, &tally, elapsed, cpu);
+    report(
+        &args,
+        &mix,
+        &describe_sources(&addresses),
+        &tally,
+        elapsed,
+        cpu,
+    );
     match tally.first_error {
         Some(error) => Err(error.context(format!(
             "no answer from {} to {} request(s); is the login server running \
@@ -584,6 +751,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 // ANCHOR_END: run
+
+/// Raises this process's open files limit to what it may be, as the server
+/// does: each source keeps a connection open, and a soft limit of 1,024 is
+/// common. Fails when even that is too low.
+fn make_room_for(sources: usize, connections: u16) -> anyhow::Result<()> {
+    let needed = sources + usize::from(connections) + 64;
+    if let Some(limit) = login_metrics::limits::raise_fd_limit() {
+        ensure!(
+            u64::try_from(needed).is_ok_and(|needed| needed <= limit),
+            "{sources} sources need about {needed} open files, and this process may \
+             have {limit}: lower --sources, or raise `ulimit -n`"
+        );
+    }
+    Ok(())
+}
 
 fn main() -> ExitCode {
     // `{:#}` prints the error and its causes on one line, without a backtrace.

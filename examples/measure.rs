@@ -231,6 +231,11 @@ mod linux {
                 "0",
                 "--threads",
                 &threads,
+                // One address, one pool of connections: malformed bodies are never
+                // throttled, and spreading them over many addresses would only
+                // add connections to what is measured.
+                "--sources",
+                "1",
             ],
             CHEAP_CONNECTIONS,
             CHEAP_RUN,

@@ -7,7 +7,9 @@
 //! Alertmanager's `group_wait`/`group_interval` (→ 1 s). The rules' expressions and
 //! their 5-minute windows are the ones a reader deploys, so the traffic has to cross
 //! the real thresholds: more than 300 wrong passwords within five minutes is more
-//! than one per second.
+//! than one per second. The server is the shipped one, its per-client throttle on:
+//! the wrong passwords come from many addresses, each too slow for the throttle,
+//! which is the case this alert is for (one address guessing is throttled instead).
 
 #[path = "support/example.rs"]
 mod support_example;
@@ -16,9 +18,12 @@ use support_example::example;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use login_metrics::AppState;
+use login_metrics::auth::UserStore;
 use login_metrics_testkit::harness::alertmanager::Alertmanager;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::testing::{Notification, TestServer, Webhook};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -36,9 +41,12 @@ struct Stack {
 async fn stack() -> Option<Stack> {
     let webhook = Webhook::start().await.unwrap();
     let alertmanager = Alertmanager::start(webhook.port()).await.unwrap()?;
-    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        .await
-        .unwrap();
+    let server = TestServer::start_with(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AppState::new(UserStore::with_demo_user()),
+    )
+    .await
+    .unwrap();
     let prometheus =
         Prometheus::start_with_alertmanager(server.metrics_addr.port(), alertmanager.engine())
             .await
@@ -69,14 +77,15 @@ async fn load(login_url: &str, args: &[&str]) {
     );
 }
 
-/// A wave of wrong passwords with the generator's password-guessing scenario: 90 %
-/// of 360 requests, so 324 wrong passwords, as fast as the server answers them.
-async fn guessing_wave(login_url: &str) {
+/// A wave of wrong passwords with the generator's credential-stuffing scenario: 90 %
+/// of 360 requests, so 324 wrong passwords, from 256 addresses, as fast as the
+/// server answers them.
+async fn stuffing_wave(login_url: &str) {
     load(
         login_url,
         &[
             "--scenario",
-            "password-guessing",
+            "credential-stuffing",
             "--requests",
             "360",
             "--rate",
@@ -116,12 +125,16 @@ fn alert<'a>(notification: &'a Notification, alertname: &'a str) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_guessing_reaches_the_page_webhook_firing_then_resolved() {
+async fn credential_stuffing_reaches_the_page_webhook_firing_then_resolved() {
     let Some(stack) = stack().await else {
         return;
     };
     let login = stack.server.login_url();
-    guessing_wave(&login).await;
+    stuffing_wave(&login).await;
+    // Each address stayed under the per-client throttle: every guess was checked.
+    let metrics = &stack.server.state.metrics;
+    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 0);
+    assert_eq!(metrics.requests_with(StatusCode::UNAUTHORIZED), 324);
 
     let firing = stack
         .webhook
@@ -202,8 +215,8 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
         prometheus,
         server,
     } = stack;
-    // Wrong passwords until the guessing alert is pending in Prometheus, and two
-    // seconds more; then the server stops. From pending, the guessing alert needs
+    // Wrong passwords from many addresses until the guessing alert is pending in
+    // Prometheus, and two seconds more; then the server stops. From pending, the guessing alert needs
     // its 10 s `for`; LoginServerDown needs a failed scrape and its 2 s `for`, so it
     // fires first, and the guessing alert fires under it.
     let mut wave = example("load");
@@ -212,7 +225,7 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
         &server.login_url(),
         "--quiet",
         "--scenario",
-        "password-guessing",
+        "credential-stuffing",
         "--rate",
         "1000",
         "--connections",
