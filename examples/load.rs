@@ -139,7 +139,7 @@ enum Scenario {
     /// One address guessing passwords: 90 % wrong passwords at 5 per second
     /// over 2 connections. The throttle answers 429 past its burst of 10, so
     /// only about one guess a second is checked: too few 401s for
-    /// `LoginPasswordGuessing`; Step 8's alert on sustained throttling fires.
+    /// `LoginPasswordGuessing`; `LoginClientsThrottled` (Step 8) fires.
     PasswordGuessing,
     /// Leaked credentials tried from many addresses: 90 % wrong passwords at
     /// 20 per second in all over 4 connections, from 256 addresses, each far
@@ -160,8 +160,8 @@ enum Scenario {
     /// Far more logins than the cores can hash: good logins only, 64
     /// connections per core without pause, from 512 addresses per core, each
     /// under the throttle. The server sheds with 503 every login that would
-    /// wait past 500 ms: `LoginAvailabilityBudgetBurn` and Step 8's alert on
-    /// sustained shedding fire.
+    /// wait past 500 ms: `LoginAvailabilityBudgetBurn` and `LoginRequestsShed`
+    /// (Step 8) fire.
     Flood,
 }
 
