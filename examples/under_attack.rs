@@ -347,6 +347,78 @@ mod linux {
         cpu_time::ProcessTime::try_now().map_or(Duration::ZERO, |t| t.as_duration())
     }
 
+    /// CPU time the whole machine spent busy so far (`/proc/stat`: user, nice,
+    /// system, irq, softirq), and stolen by the hypervisor.
+    fn machine_cpu() -> (Duration, Duration) {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let tick = |indices: &[usize]| {
+            let sum: u64 = indices.iter().filter_map(|&i| ticks.get(i)).sum();
+            #[expect(clippy::cast_precision_loss, reason = "tick counts are small")]
+            let seconds = sum as f64 / procfs::ticks_per_second() as f64;
+            Duration::from_secs_f64(seconds)
+        };
+        (tick(&[0, 1, 2, 5, 6]), tick(&[7]))
+    }
+
+    /// Where the CPU time went while an attack ran.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct CpuShare {
+        server: Duration,
+        generator: Duration,
+        machine: Duration,
+        stolen: Duration,
+        wall: Duration,
+    }
+
+    impl CpuShare {
+        fn start(server: &Server) -> Self {
+            let (machine, stolen) = machine_cpu();
+            Self {
+                server: server.cpu(),
+                generator: process_cpu(),
+                machine,
+                stolen,
+                wall: Duration::ZERO,
+            }
+        }
+
+        /// From `start` until now.
+        fn since(self, server: &Server, started: Instant) -> Self {
+            let (machine, stolen) = machine_cpu();
+            Self {
+                server: server.cpu().saturating_sub(self.server),
+                generator: process_cpu().saturating_sub(self.generator),
+                machine: machine.saturating_sub(self.machine),
+                stolen: stolen.saturating_sub(self.stolen),
+                wall: started.elapsed(),
+            }
+        }
+
+        fn figure(&self) -> String {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let others = self
+                .machine
+                .saturating_sub(self.server)
+                .saturating_sub(self.generator);
+            format!(
+                "{:.1} s / {:.1} s / {:.1} s (of {:.0} s; stolen {:.1} s)",
+                self.server.as_secs_f64(),
+                self.generator.as_secs_f64(),
+                others.as_secs_f64(),
+                self.wall.as_secs_f64() * f64::from(u32::try_from(cores).unwrap_or(1)),
+                self.stolen.as_secs_f64()
+            )
+        }
+    }
+
     /// The legitimate user's logins: what came back, and how fast.
     #[derive(Debug, Default)]
     struct Probes(Vec<(Outcome, Duration)>);
@@ -487,8 +559,7 @@ mod linux {
         answers: Counts,
         elapsed: Duration,
         probes: Probes,
-        server_cpu: Duration,
-        generator_cpu: Duration,
+        cpu: CpuShare,
     }
 
     async fn guessing(binary: &Path) -> anyhow::Result<()> {
@@ -532,14 +603,8 @@ mod linux {
             each(&|run| run.probes.latency_figure()),
         );
         table.row(
-            "CPU time: server / this generator",
-            each(&|run| {
-                format!(
-                    "{:.1} s / {:.1} s",
-                    run.server_cpu.as_secs_f64(),
-                    run.generator_cpu.as_secs_f64()
-                )
-            }),
+            "CPU time: server / this generator / other processes",
+            each(&|run| run.cpu.figure()),
         );
         let on = &runs[0];
         let checked = on.answers.get("401").copied().unwrap_or(0);
@@ -563,7 +628,7 @@ mod linux {
     async fn guess(binary: &Path, launch: &Launch) -> anyhow::Result<Guessing> {
         let server = Server::launch(binary, launch)?;
         let to = server.login;
-        let (server_cpu, generator_cpu) = (server.cpu(), process_cpu());
+        let cpu = CpuShare::start(&server);
         let started = Instant::now();
         let until = started + GUESSING_FOR;
         let request: Arc<[u8]> = login_request(WRONG).into_bytes().into();
@@ -633,8 +698,7 @@ mod linux {
             answers,
             elapsed: GUESSING_FOR,
             probes,
-            server_cpu: server.cpu().saturating_sub(server_cpu),
-            generator_cpu: process_cpu().saturating_sub(generator_cpu),
+            cpu: cpu.since(&server, started),
         })
     }
 
@@ -689,8 +753,7 @@ mod linux {
         end_rss: u64,
         later_rss: u64,
         last_answer: Duration,
-        server_cpu: Duration,
-        generator_cpu: Duration,
+        cpu: CpuShare,
     }
 
     async fn flood(binary: &Path, args: &Args) -> anyhow::Result<()> {
@@ -715,7 +778,17 @@ mod linux {
                 flood_once(binary, &with_mmap_threshold(launch, threshold), rate, args).await?,
             );
         }
-        flood_table(&names, &runs, capacity, rate, args).print();
+        eprintln!("flood: measuring the capacity again...");
+        let again = self::capacity(binary).await?;
+        let mut table = flood_table(&names, &runs, capacity, rate, args);
+        table.notes.insert(
+            1,
+            format!(
+                "capacity measured again after the floods: {again:.0} logins/s \
+                 (the machine's other load moves it)"
+            ),
+        );
+        table.print();
         Ok(())
     }
 
@@ -796,14 +869,8 @@ mod linux {
             each(&|run| format!("{} MiB / {} MiB", run.end_rss, run.later_rss)),
         );
         table.row(
-            "CPU time: server / this generator",
-            each(&|run| {
-                format!(
-                    "{:.1} s / {:.1} s",
-                    run.server_cpu.as_secs_f64(),
-                    run.generator_cpu.as_secs_f64()
-                )
-            }),
+            "CPU time: server / this generator / other processes",
+            each(&|run| run.cpu.figure()),
         );
         let on = &runs[0];
         table.notes.push(format!(
@@ -837,7 +904,7 @@ mod linux {
         let server = Server::launch(binary, launch)?;
         let to = server.login;
         let (idle_rss, _) = server.memory();
-        let (server_cpu, generator_cpu) = (server.cpu(), process_cpu());
+        let cpu = CpuShare::start(&server);
         let seconds = Duration::from_secs(args.flood_seconds);
         let every = Duration::from_secs_f64(1.0 / rate);
         let started = Instant::now();
@@ -900,8 +967,7 @@ mod linux {
         }
         let probes = user.await?;
         let (end_rss, peak) = server.memory();
-        let server_cpu = server.cpu().saturating_sub(server_cpu);
-        let generator_cpu = process_cpu().saturating_sub(generator_cpu);
+        let cpu = cpu.since(&server, started);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let (later_rss, _) = server.memory();
         Ok(Flood {
@@ -915,8 +981,7 @@ mod linux {
             end_rss,
             later_rss,
             last_answer: Duration::from_micros(last_answer.load(Ordering::Relaxed)),
-            server_cpu,
-            generator_cpu,
+            cpu,
         })
     }
 
