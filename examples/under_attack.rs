@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --example login_server --example under_attack
-//! cargo run --release --example under_attack                  # about five minutes
+//! cargo run --release --example under_attack                  # about four minutes
 //! cargo run --release --example under_attack -- --only flood   # or guessing, cheap-path
 //! ```
 //!
