@@ -35,20 +35,24 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
+#[path = "support/server_process.rs"]
+mod server_process;
+
+#[cfg(target_os = "linux")]
 mod linux {
-    use std::io::{BufRead, BufReader};
-    use std::net::SocketAddr;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use anyhow::Context;
     use clap::Parser;
     use comfy_table::{Table, presets};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpSocket, TcpStream};
+
+    use crate::server_process::{
+        LOGIN, OPEN_FILES, Server, WAIT, connect_from, login_request, ms, value,
+    };
 
     /// Plays hostile clients against the login server and prints what it saw.
     #[derive(Debug, Parser)]
@@ -67,8 +71,6 @@ mod linux {
         only: Option<String>,
     }
 
-    /// The open files limit each server runs under.
-    const OPEN_FILES: u32 = 4096;
     const SLOWLORIS: usize = 5000;
     const SLOWLORIS_FOR: Duration = Duration::from_secs(15);
     const SLOW_BODIES: usize = 1000;
@@ -77,9 +79,6 @@ mod linux {
     const FLOOD_404_FOR: Duration = Duration::from_secs(5);
     const FLOOD_CONNECTIONS: usize = 512;
     const FLOOD_FOR: Duration = Duration::from_secs(10);
-    /// Longest any single measurement waits.
-    const WAIT: Duration = Duration::from_secs(20);
-    const LOGIN: &str = r#"{"username":"user","password":"pass"}"#;
     const HALF_A_HEADER: &[u8] = b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: appl";
 
     pub fn main() -> anyhow::Result<()> {
@@ -151,230 +150,6 @@ mod linux {
         Ok(report)
     }
 
-    /// A server process, killed when dropped.
-    struct Server {
-        child: Child,
-        login: SocketAddr,
-        metrics: SocketAddr,
-        log: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Server {
-        fn start(binary: &Path) -> anyhow::Result<Self> {
-            let mut child = Command::new("sh")
-                .arg("-c")
-                .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
-                .arg(binary)
-                .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
-                .env("RUST_LOG", "warn,login_server=info")
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            let (lines, listening) = std::sync::mpsc::channel();
-            let log = Arc::new(Mutex::new(Vec::new()));
-            for output in [
-                Box::new(child.stdout.take().context("stdout is piped")?)
-                    as Box<dyn std::io::Read + Send>,
-                Box::new(child.stderr.take().context("stderr is piped")?),
-            ] {
-                let (kept, lines) = (Arc::clone(&log), lines.clone());
-                std::thread::spawn(move || {
-                    for line in BufReader::new(output).lines().map_while(Result::ok) {
-                        if line.contains("listening") {
-                            let _ = lines.send(line.clone());
-                        }
-                        kept.lock().expect("log lock").push(line);
-                    }
-                });
-            }
-            let Ok(line) = listening.recv_timeout(WAIT) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!("{} never said where it listens", binary.display());
-            };
-            let field = |key: &str| -> anyhow::Result<SocketAddr> {
-                let start = line.find(&format!("{key}=")).context("no address")? + key.len() + 1;
-                Ok(line[start..]
-                    .split_whitespace()
-                    .next()
-                    .context("no address")?
-                    .parse()?)
-            };
-            Ok(Self {
-                login: field("login")?,
-                metrics: field("metrics")?,
-                child,
-                log,
-            })
-        }
-
-        fn process(&self) -> anyhow::Result<procfs::process::Process> {
-            Ok(procfs::process::Process::new(i32::try_from(
-                self.child.id(),
-            )?)?)
-        }
-
-        fn open_fds(&self) -> usize {
-            self.process().and_then(|p| Ok(p.fd_count()?)).unwrap_or(0)
-        }
-
-        /// CPU time used so far.
-        fn cpu(&self) -> Duration {
-            #[expect(clippy::cast_precision_loss, reason = "ticks per second are few")]
-            let ticks = procfs::ticks_per_second() as f64;
-            self.process()
-                .and_then(|p| Ok(p.stat()?))
-                .map_or(Duration::ZERO, |stat| {
-                    #[expect(clippy::cast_precision_loss, reason = "tick counts are small")]
-                    let seconds = (stat.utime + stat.stime) as f64 / ticks;
-                    Duration::from_secs_f64(seconds)
-                })
-        }
-
-        /// Resident memory now and at its peak, in MiB.
-        fn memory(&self) -> (u64, u64) {
-            self.process()
-                .and_then(|p| Ok(p.status()?))
-                .map_or((0, 0), |status| {
-                    (
-                        status.vmrss.unwrap_or(0) / 1024,
-                        status.vmhwm.unwrap_or(0) / 1024,
-                    )
-                })
-        }
-
-        fn log_lines_containing(&self, needle: &str) -> usize {
-            self.log
-                .lock()
-                .expect("log lock")
-                .iter()
-                .filter(|line| line.contains(needle))
-                .count()
-        }
-
-        /// Sends SIGTERM and waits up to `patience` for the exit.
-        fn terminate(&mut self, patience: Duration) -> String {
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let sent = Instant::now();
-            while sent.elapsed() < patience {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    return format!(
-                        "exited {:.1} s after it, {status}",
-                        sent.elapsed().as_secs_f64()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            format!("still running {} s after it: killed", patience.as_secs())
-        }
-
-        /// One scrape: its latency and text, or why it failed.
-        async fn scrape(&self) -> Result<(Duration, String), String> {
-            let started = Instant::now();
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let text = client
-                .get(format!("http://{}/metrics", self.metrics))
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        "timed out (5 s)".to_owned()
-                    } else {
-                        e.to_string()
-                    }
-                })?
-                .text()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((started.elapsed(), text))
-        }
-
-        /// A scrape, described for the table.
-        async fn scrape_figure(&self) -> String {
-            match self.scrape().await {
-                Ok((latency, _)) => format!("answered in {}", ms(latency)),
-                Err(error) => format!("FAILED: {error}"),
-            }
-        }
-
-        /// One good login from an address of its own, on a new connection.
-        async fn legitimate_login(&self) -> String {
-            let started = Instant::now();
-            let outcome = async {
-                let mut stream = connect_from(9, self.login).await?;
-                stream.write_all(login_request().as_bytes()).await?;
-                let mut answer = vec![0; 1024];
-                let n = stream.read(&mut answer).await?;
-                anyhow::Ok(String::from_utf8_lossy(&answer[..n]).into_owned())
-            };
-            match tokio::time::timeout(WAIT, outcome).await {
-                Ok(Ok(answer)) if answer.starts_with("HTTP/1.1 200") => {
-                    format!("200 in {}", ms(started.elapsed()))
-                }
-                Ok(Ok(answer)) if answer.is_empty() => {
-                    format!("refused: closed after {}", ms(started.elapsed()))
-                }
-                Ok(Ok(answer)) => format!(
-                    "{} after {}",
-                    answer.lines().next().unwrap_or_default(),
-                    ms(started.elapsed())
-                ),
-                Ok(Err(error)) => format!("failed after {}: {error}", ms(started.elapsed())),
-                Err(_) => format!("no answer in {} s", WAIT.as_secs()),
-            }
-        }
-
-        /// A metric's value from the exposition, or "n/a".
-        async fn metric(&self, series: &str) -> String {
-            match self.scrape().await {
-                Ok((_, text)) => value(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
-                Err(_) => "no scrape".to_owned(),
-            }
-        }
-    }
-
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    fn ms(duration: Duration) -> String {
-        if duration < Duration::from_secs(1) {
-            format!("{:.1} ms", duration.as_secs_f64() * 1e3)
-        } else {
-            format!("{:.2} s", duration.as_secs_f64())
-        }
-    }
-
-    fn login_request() -> String {
-        format!(
-            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{LOGIN}",
-            LOGIN.len()
-        )
-    }
-
-    async fn connect_from(client: u8, to: SocketAddr) -> std::io::Result<TcpStream> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from(([127, 0, 0, client], 0)))?;
-        socket.connect(to).await
-    }
-
     async fn idle(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
         let server = Server::start(binary)?;
         report.push(("idle: scrape".into(), server.scrape_figure().await));
@@ -397,9 +172,11 @@ mod linux {
             let client = 2 + u8::try_from(index % 4)?;
             attackers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(Ok(mut stream)) =
-                        tokio::time::timeout(Duration::from_secs(2), connect_from(client, to))
-                            .await
+                    let Ok(Ok(mut stream)) = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        connect_from([127, 0, 0, client], to),
+                    )
+                    .await
                     else {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
@@ -476,7 +253,7 @@ mod linux {
             let to = server.login;
             let client = 6 + u8::try_from(index % 2)?;
             clients.push(tokio::spawn(async move {
-                let Ok(mut stream) = connect_from(client, to).await else {
+                let Ok(mut stream) = connect_from([127, 0, 0, client], to).await else {
                     return Some(("not connected".to_owned(), started.elapsed()));
                 };
                 let head = format!(
@@ -549,14 +326,14 @@ mod linux {
 
     async fn hang_ups(binary: &Path, report: &mut Report) -> anyhow::Result<()> {
         let server = Server::start(binary)?;
-        let request = login_request();
+        let request = login_request(LOGIN);
         let sent = Arc::new(AtomicU64::new(0));
         let mut senders = Vec::new();
         for _ in 0..64 {
             let (sent, request, to) = (Arc::clone(&sent), request.clone(), server.login);
             senders.push(tokio::spawn(async move {
                 while sent.fetch_add(1, Ordering::Relaxed) < HANG_UPS as u64 {
-                    if let Ok(mut stream) = connect_from(8, to).await {
+                    if let Ok(mut stream) = connect_from([127, 0, 0, 8], to).await {
                         let _ = stream.write_all(request.as_bytes()).await;
                     }
                 }
@@ -679,10 +456,10 @@ mod linux {
             let (answered, to) = (Arc::clone(&answered), server.login);
             let client = 10 + u8::try_from(index % 4)?;
             clients.push(tokio::spawn(async move {
-                let Ok(mut stream) = connect_from(client, to).await else {
+                let Ok(mut stream) = connect_from([127, 0, 0, client], to).await else {
                     return;
                 };
-                let request = login_request();
+                let request = login_request(LOGIN);
                 let mut buffer = vec![0; 1024];
                 while started.elapsed() < FLOOD_FOR {
                     if stream.write_all(request.as_bytes()).await.is_err() {

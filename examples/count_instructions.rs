@@ -17,22 +17,50 @@
 //! so thread 1's total is the server's user-space work: the ratio of the two
 //! totals is the throughput ratio per core, with the kernel's TCP work (the
 //! same for both, and larger) left out, which makes it a pessimistic bound.
+//!
+//! Three more variants count what the per-client login throttle costs (the
+//! appendix "Hostile clients"), through the real serve loop, which knows each
+//! connection's address: `throttle-off` and `throttle-on` send malformed
+//! logins (400, the throttle is not consulted), `throttled` sends good logins
+//! from an address whose only attempt is spent, so that every answer is a 429.
+//! That one attempt is hashed on a thread of its own, not thread 1.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
+use std::num::NonZeroU32;
+use std::time::Duration;
+
 use login_metrics::auth::UserStore;
 use login_metrics::routes::app_without_metrics;
+use login_metrics::throttle::{LoginRate, Throttle};
 use login_metrics::{AppState, app};
 
 const BODY: &str = r#"{"username": "user", "password": "#;
+const GOOD: &str = r#"{"username":"user","password":"pass"}"#;
+
+/// What the server is, and what the client sends it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `app()` or `app_without_metrics()` under `axum::serve`, malformed logins.
+    Metrics(bool),
+    /// The real serve loop with the throttle on or off, malformed logins.
+    Throttle(bool),
+    /// The real serve loop, good logins past the only attempt allowed.
+    Throttled,
+}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let with_metrics = match args.next().as_deref() {
-        Some("with") => true,
-        Some("without") => false,
-        _ => anyhow::bail!("usage: count_instructions with|without [REQUESTS]"),
+    let variant = match args.next().as_deref() {
+        Some("with") => Variant::Metrics(true),
+        Some("without") => Variant::Metrics(false),
+        Some("throttle-on") => Variant::Throttle(true),
+        Some("throttle-off") => Variant::Throttle(false),
+        Some("throttled") => Variant::Throttled,
+        _ => anyhow::bail!(
+            "usage: count_instructions with|without|throttle-on|throttle-off|throttled [REQUESTS]"
+        ),
     };
     let requests: usize = args.next().map_or(Ok(5000), |n| n.parse())?;
 
@@ -42,48 +70,97 @@ fn main() -> anyhow::Result<()> {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(UserStore::with_demo_user());
-    let router = if with_metrics {
-        app(state)
-    } else {
-        app_without_metrics(state)
+    let client = std::thread::spawn(move || send(addr, requests, variant));
+    let finished = async move {
+        while !client.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        client
     };
-    let client = std::thread::spawn(move || send(addr, requests));
-    runtime.block_on(async {
-        let finished = async {
-            while !client.is_finished() {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let client = runtime.block_on(async {
+        match variant {
+            Variant::Metrics(with_metrics) => {
+                let router = if with_metrics {
+                    app(state)
+                } else {
+                    app_without_metrics(state)
+                };
+                tokio::select! {
+                    served = axum::serve(listener, router) => {
+                        served?;
+                        anyhow::bail!("the server stopped first")
+                    }
+                    client = finished => Ok(client),
+                }
             }
-        };
-        tokio::select! {
-            served = axum::serve(listener, router) => served,
-            () = finished => Ok(()),
+            Variant::Throttle(_) | Variant::Throttled => {
+                // One attempt, then one an hour: the client spends the one.
+                let rate = LoginRate {
+                    burst: NonZeroU32::MIN,
+                    interval: Duration::from_secs(3600),
+                };
+                let throttle = if variant == Variant::Throttle(false) {
+                    Throttle::off()
+                } else {
+                    Throttle::new(Some(rate), Vec::new())
+                };
+                let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let (done, client) = tokio::sync::oneshot::channel();
+                let stop = async move {
+                    let _ = done.send(finished.await);
+                };
+                login_metrics::serve(listener, metrics, state.with_throttle(throttle), stop)
+                    .await?;
+                Ok(client.await?)
+            }
         }
     })?;
     client
         .join()
         .map_err(|_| anyhow::anyhow!("the client thread panicked"))??;
-    println!("{requests} requests, metrics layer: {with_metrics}");
+    println!("{requests} requests, {}", variant.describe());
     Ok(())
 }
 
-/// Sends `requests` malformed logins over one keep-alive connection and
-/// checks that each is answered 400.
-fn send(addr: std::net::SocketAddr, requests: usize) -> anyhow::Result<()> {
+impl Variant {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Metrics(true) => "metrics layer: true",
+            Self::Metrics(false) => "metrics layer: false",
+            Self::Throttle(true) => "throttle on, malformed logins (400)",
+            Self::Throttle(false) => "throttle off, malformed logins (400)",
+            Self::Throttled => "throttle on, good logins past the burst (429)",
+        }
+    }
+}
+
+/// Sends `requests` logins over one keep-alive connection and checks each
+/// answer: malformed ones answered 400, or (`Throttled`) one good login
+/// answered 200 and then `requests` good ones answered 429.
+fn send(addr: std::net::SocketAddr, requests: usize, variant: Variant) -> anyhow::Result<()> {
     let stream = TcpStream::connect(addr)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    let request = format!(
-        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    for _ in 0..requests {
+    let request = |body: &str| {
+        format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (body, expected) = if variant == Variant::Throttled {
+        (GOOD, "HTTP/1.1 429")
+    } else {
+        (BODY, "HTTP/1.1 400")
+    };
+    let mut sequence = vec![(request(body), expected); requests];
+    if variant == Variant::Throttled {
+        sequence.insert(0, (request(GOOD), "HTTP/1.1 200"));
+    }
+    for (request, expected) in sequence {
         writer.write_all(request.as_bytes())?;
         let mut status = String::new();
         reader.read_line(&mut status)?;
-        anyhow::ensure!(
-            status.starts_with("HTTP/1.1 400"),
-            "unexpected answer: {status}"
-        );
+        anyhow::ensure!(status.starts_with(expected), "unexpected answer: {status}");
         let mut length = 0;
         loop {
             let mut line = String::new();
