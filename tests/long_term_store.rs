@@ -419,8 +419,16 @@ impl Run {
         let mut largest = 0.0_f64;
         let end = self.traffic_end.floor() - 1.0;
         for promql in SEED_QUERIES {
-            let difference =
-                same_answer(prometheus, victoria, promql, promql, end, RATE_TOLERANCE, false).await;
+            let difference = same_answer(
+                prometheus,
+                victoria,
+                promql,
+                promql,
+                end,
+                RATE_TOLERANCE,
+                false,
+            )
+            .await;
             eprintln!("{promql}: {:.2} % apart", difference * 100.0);
             largest = largest.max(difference);
         }
