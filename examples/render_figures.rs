@@ -217,9 +217,11 @@ async fn capacity(http: &reqwest::Client, login_url: &str) -> anyhow::Result<f64
     Ok(f64::from(done) / started.elapsed().as_secs_f64())
 }
 
-/// One kind of request sent at a steady rate, each on its own task, whether or
+/// One kind of request sent at an average rate, each on its own task, whether or
 /// not the previous ones have been answered: arrivals do not slow down because
-/// the server does, which is what makes a queue visible.
+/// the server does, which is what makes a queue visible. The gaps between
+/// arrivals are random (exponentially distributed, as for independent users):
+/// arrivals in lockstep would never queue below full load, and real ones do.
 fn steady(
     http: &reqwest::Client,
     login_url: &str,
@@ -229,10 +231,13 @@ fn steady(
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let (http, url, stop) = (http.clone(), login_url.to_owned(), Arc::clone(stop));
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
+        let mut next = tokio::time::Instant::now();
         let mut sent = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
+            // Inverse transform sampling: -ln(U) / rate, with U in (0, 1].
+            let uniform: f64 = 1.0 - rand::random::<f64>();
+            next += Duration::from_secs_f64(-uniform.ln() / per_second);
+            tokio::time::sleep_until(next).await;
             let (http, url) = (http.clone(), url.clone());
             sent.push(tokio::spawn(async move { login.send(&http, &url).await }));
         }
@@ -245,9 +250,9 @@ fn steady(
 
 /// Three phases of [`PHASE`] each, sized from the measured capacity `c` (logins
 /// per second): normal use (good logins at 15 % of `c`, wrong passwords at 3 %);
-/// someone guessing passwords and sending garbage (wrong passwords at 55 % of `c`
-/// on top, and cheap malformed bodies at half of `c`), which keeps the cores 70 %
-/// busy, so logins start to queue behind one another; then overload, more clients
+/// someone guessing passwords and sending garbage (wrong passwords at 60 % of `c`
+/// on top, and cheap malformed bodies at half of `c`), which keeps the cores 75 %
+/// busy, so logins queue behind one another; then overload, more clients
 /// sending logins back to back than there are cores (four per core), so every
 /// login waits for about four others.
 async fn run_traffic(http: &reqwest::Client, login_url: &str, c: f64) -> anyhow::Result<()> {
@@ -258,7 +263,7 @@ async fn run_traffic(http: &reqwest::Client, login_url: &str, c: f64) -> anyhow:
         (0, Login::Good, 0.15),
         (0, Login::WrongPassword, 0.03),
         (1, Login::Good, 0.15),
-        (1, Login::WrongPassword, 0.55),
+        (1, Login::WrongPassword, 0.60),
         (1, Login::Malformed, 0.5),
     ];
     for (phase, (label, _)) in PHASES.iter().enumerate() {
