@@ -24,7 +24,7 @@ use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::alertmanager::Alertmanager;
-use login_metrics_testkit::harness::prometheus::Prometheus;
+use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
 use login_metrics_testkit::testing::{Notification, TestServer, Webhook};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -349,3 +349,95 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
         .count();
     assert_eq!(downs, 1, "one page for the outage, not one per alert");
 }
+
+// ANCHOR: ha_pair_pages_once
+/// The highly available pair of Step 9 (`deploy/scale/prometheus-{a,b}.yml`), both
+/// evaluating the rules and sending to one Alertmanager: a stopped server is one
+/// page, not two, and the page carries no `replica` label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ha_pair_pages_once_for_a_stopped_server() {
+    let Some(placement) = Prometheus::placement().await.unwrap() else {
+        return; // the harness printed why
+    };
+    let webhook = Webhook::start().await.unwrap();
+    let Some(alertmanager) = Alertmanager::start(webhook.port()).await.unwrap() else {
+        return;
+    };
+    let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .await
+        .unwrap();
+    let targets = TargetsDir::new().unwrap();
+    let host = placement.host_seen_from_engine();
+    targets
+        .write(
+            "login_server.yml",
+            &[TargetGroup::ports(host, &[server.metrics_addr.port()])],
+        )
+        .unwrap();
+    let mut pair = Vec::new();
+    for replica in ["a", "b"] {
+        let prometheus = Prometheus::builder()
+            .config(format!("deploy/scale/prometheus-{replica}.yml"))
+            .file_sd(&targets)
+            .alertmanager(alertmanager.engine())
+            .start()
+            .await
+            .unwrap()
+            .expect("Prometheus runs here: its placement was found above");
+        prometheus.wait_for_targets_up(1, 1, WAIT).await.unwrap();
+        pair.push(prometheus);
+    }
+    server.stop().await.unwrap();
+
+    // Both fire...
+    for prometheus in &pair {
+        prometheus
+            .wait_for_value(
+                r#"ALERTS{alertname="LoginServerDown", alertstate="firing"}"#,
+                1.0,
+                WAIT,
+            )
+            .await
+            .unwrap();
+    }
+    let page = webhook
+        .wait_for("LoginServerDown firing on /page", WAIT, |n| {
+            is(n, "page", "LoginServerDown", "firing")
+        })
+        .await
+        .unwrap();
+    // ...and Alertmanager holds one alert, from both, over several group intervals.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held: Vec<Value> = alertmanager
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == "LoginServerDown")
+        .collect();
+    assert_eq!(held.len(), 1, "one alert, not one per Prometheus: {held:?}");
+    let paged: Vec<Value> = webhook
+        .received()
+        .iter()
+        .flat_map(|n| {
+            n.alerts_named("LoginServerDown")
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .chain([alert(&page, "LoginServerDown").clone()])
+        .collect();
+    for alert in &paged {
+        assert!(
+            alert["labels"].get("replica").is_none(),
+            "the replica label reached Alertmanager: {alert}"
+        );
+    }
+    let pages = webhook
+        .received()
+        .into_iter()
+        .filter(|n| n.has("LoginServerDown", "firing"))
+        .map(|n| n.alerts_named("LoginServerDown").count())
+        .collect::<Vec<_>>();
+    assert_eq!(pages, vec![1], "one page holding one alert: {pages:?}");
+}
+// ANCHOR_END: ha_pair_pages_once

@@ -703,6 +703,8 @@ fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
             format!("deploy/scale/prometheus-{replica}.yml"),
             "deploy/scale/targets".to_owned(),
             "/etc/prometheus/targets".to_owned(),
+            // The pair evaluates the same rules as the single Prometheus.
+            "/rules:/etc/prometheus/rules:ro".to_owned(),
         ] {
             assert!(
                 volumes.contains(&needle),
