@@ -416,7 +416,7 @@ async fn an_ha_pair_pages_once_for_a_stopped_server() {
         .filter(|a| a["labels"]["alertname"] == "LoginServerDown")
         .collect();
     assert_eq!(held.len(), 1, "one alert, not one per Prometheus: {held:?}");
-    let paged: Vec<Value> = webhook
+    let notified: Vec<Value> = webhook
         .received()
         .iter()
         .flat_map(|n| {
@@ -426,7 +426,7 @@ async fn an_ha_pair_pages_once_for_a_stopped_server() {
         })
         .chain([alert(&page, "LoginServerDown").clone()])
         .collect();
-    for alert in &paged {
+    for alert in &notified {
         assert!(
             alert["labels"].get("replica").is_none(),
             "the replica label reached Alertmanager: {alert}"
