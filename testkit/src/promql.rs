@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-const POLL_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// A client of one engine's query API.
 #[derive(Debug, Clone)]
@@ -173,37 +173,12 @@ impl QueryApi {
 
     /// `GET path` (relative to the base URL); the JSON body of a 2xx answer.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("GET {url}: HTTP {status}: {text}");
-        }
-        serde_json::from_str(&text)
-            .with_context(|| format!("GET {url}: HTTP {status} with a body that is not JSON"))
+        get_json(&self.http, &format!("{}{path}", self.base_url)).await
     }
 
     /// `GET path` as text (a `/metrics` page, for example).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("GET {url}: HTTP {status}: {text}");
-        }
-        Ok(text)
+        get_text(&self.http, &format!("{}{path}", self.base_url)).await
     }
 
     async fn query_data(&self, promql: &str, time: Option<f64>) -> anyhow::Result<Value> {
@@ -294,6 +269,28 @@ pub fn single_value(result: &Value) -> Option<f64> {
         Some([one]) => sample_value(&one["value"]),
         _ => None,
     }
+}
+
+/// `GET url`: the body of a 2xx answer, else an error with the status and the body.
+pub(crate) async fn get_text(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("GET {url}: HTTP {status}: {text}");
+    }
+    Ok(text)
+}
+
+/// `GET url`: the JSON body of a 2xx answer, else an error as [`get_text`]'s.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    let text = get_text(http, url).await?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("GET {url}: a 2xx answer with a body that is not JSON: {text}"))
 }
 
 #[cfg(test)]

@@ -36,10 +36,10 @@ use tokio::sync::OnceCell;
 
 use super::docker;
 use crate::env;
+use crate::promql::POLL_EVERY;
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
-const POLL_EVERY: Duration = Duration::from_millis(250);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many lines of an engine's log an error message carries.
 pub const LOG_LINES_IN_ERRORS: usize = 40;
@@ -672,23 +672,9 @@ impl Running {
     }
 
     /// `GET path` (relative to [`base_url`](Self::base_url)); the JSON body of a 2xx
-    /// answer, else an error with the status, the body and the end of the log.
+    /// answer, else an error with the status and the body.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let url = format!("{}{path}", self.base_url());
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("GET {url}: HTTP {status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| {
-            format!("GET {url}: HTTP {status} with a body that is not JSON: {text}")
-        })
+        crate::promql::get_json(&self.http, &format!("{}{path}", self.base_url())).await
     }
 }
 

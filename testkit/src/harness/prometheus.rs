@@ -664,7 +664,7 @@ impl Prometheus {
                     .await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(crate::promql::POLL_EVERY).await;
         }
     }
 
