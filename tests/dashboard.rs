@@ -774,16 +774,9 @@ fn numbers(result: &Value) -> Vec<f64> {
 /// The dashboard's variables as Grafana resolves them against `api`, once the engine
 /// has the series their `label_values()` queries ask about.
 async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
-    let deadline = Instant::now() + DATA_TIMEOUT;
-    loop {
-        match Variables::resolve(dashboard, uid, api).await {
-            Ok(variables) => return variables,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("{}: the dashboard's variables: {e:#}", api.name())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    Variables::resolve_within(dashboard, uid, api, DATA_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{}: the dashboard's variables: {e:#}", api.name()))
 }
 
 /// Every query of every panel, as Grafana would send it to the data source `uid`

@@ -265,16 +265,9 @@ async fn every_panel_returns_data_through_grafana() {
 /// The dashboard's variables resolved against `api`, once it has the series their
 /// `label_values()` queries ask about.
 async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
-    let deadline = Instant::now() + DATA_TIMEOUT;
-    loop {
-        match Variables::resolve(dashboard, uid, api).await {
-            Ok(variables) => return variables,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("{}: the dashboard's variables: {e:#}", api.name())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    Variables::resolve_within(dashboard, uid, api, DATA_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{}: the dashboard's variables: {e:#}", api.name()))
 }
 
 #[test]

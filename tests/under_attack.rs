@@ -377,14 +377,14 @@ async fn the_defence_series_exist_at_zero_from_start() {
 async fn defence_panel_queries(prometheus: &Prometheus) -> Vec<(String, String, String)> {
     let dashboard = load_dashboard(&dashboard_file()).unwrap();
     let ctx = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let variables = loop {
-        match Variables::resolve(&dashboard, DATASOURCE_UID, prometheus.api()).await {
-            Ok(variables) => break variables,
-            Err(e) => assert!(tokio::time::Instant::now() < deadline, "{e:#}"),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let variables = Variables::resolve_within(
+        &dashboard,
+        DATASOURCE_UID,
+        prometheus.api(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     dashboard
         .queries()
         .filter(|(panel, target)| {

@@ -549,6 +549,25 @@ impl Variables {
         Ok(variables)
     }
 
+    /// [`resolve`](Self::resolve), retried until `timeout`: right after start-up the
+    /// engine may not have the series the `label_values()` queries ask about yet.
+    /// The error is the last attempt's.
+    pub async fn resolve_within(
+        dashboard: &Dashboard,
+        datasource_uid: &str,
+        api: &QueryApi,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match Self::resolve(dashboard, datasource_uid, api).await {
+                Ok(variables) => return Ok(variables),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(crate::promql::POLL_EVERY).await,
+            }
+        }
+    }
+
     /// Sets `$name` to stand for `text` (already formatted for the query).
     pub fn set(&mut self, name: &str, text: impl Into<String>) {
         self.values.insert(name.to_owned(), text.into());
