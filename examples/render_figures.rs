@@ -13,7 +13,7 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,12 +24,15 @@ use login_metrics_testkit::dashboard::{
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::testing::{Login, TestServer};
+use phased_chart::{Chart, Line, SIZE};
 use plotters::prelude::*;
+
+#[path = "support/phased_chart.rs"]
+mod phased_chart;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const PHASE: Duration = Duration::from_secs(10);
-const SIZE: (u32, u32) = (760, 320);
 
 /// The traffic phases, in order: (label, background color).
 const PHASES: [(&str, RGBColor); 3] = [
@@ -319,75 +322,23 @@ async fn query_range(
 }
 
 fn draw(
-    path: &PathBuf,
+    path: &Path,
     figure: &Figure,
     lines: &[(&Series, Vec<(f64, f64)>)],
     duration: f64,
 ) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let y_max = lines
+    let chart = Chart {
+        title: figure.title,
+        y_label: figure.y_label,
+        phases: &PHASES,
+        phase_secs: PHASE.as_secs_f64(),
+        duration,
+        headroom: 1.3,
+        whole_y_labels: false,
+    };
+    let lines: Vec<Line<'_>> = lines
         .iter()
-        .flat_map(|(_, points)| points.iter().map(|p| p.1))
-        .fold(0.0_f64, f64::max)
-        * 1.3;
-    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
-
-    let mut chart = ChartBuilder::on(&root)
-        .caption(figure.title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..duration, 0.0..y_max)?;
-
-    // The phases as background bands, labelled at the top.
-    let phase_secs = PHASE.as_secs_f64();
-    for (i, (label, color)) in PHASES.iter().enumerate() {
-        #[allow(clippy::cast_precision_loss)] // i < 3
-        let from = i as f64 * phase_secs;
-        let to = (from + phase_secs).min(duration);
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(from, 0.0), (to, y_max)],
-            color.filled(),
-        )))?;
-        chart.draw_series(std::iter::once(Text::new(
-            *label,
-            (from + 0.3, y_max * 0.97),
-            ("sans-serif", 13).into_font().color(&RGBColor(90, 90, 90)),
-        )))?;
-    }
-
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the traffic started")
-        .y_desc(figure.y_label)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| {
-            if y_max >= 10.0 {
-                format!("{y:.0}")
-            } else {
-                format!("{y:.1}")
-            }
-        })
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
-
-    for (series, points) in lines {
-        let color = series.color;
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(series.legend)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()?;
-    root.present()?;
-    Ok(())
+        .map(|(series, points)| (series.legend, series.color, points.as_slice()))
+        .collect();
+    phased_chart::draw(path, &chart, &lines)
 }

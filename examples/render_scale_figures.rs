@@ -31,11 +31,14 @@ use login_metrics_testkit::dashboard::{
 };
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
 use login_metrics_testkit::testing::{Login, TestServer};
+use phased_chart::{Chart, Line, SIZE};
 use plotters::prelude::*;
+
+#[path = "support/phased_chart.rs"]
+mod phased_chart;
 
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const PHASE: Duration = Duration::from_secs(15);
-const SIZE: (u32, u32) = (760, 320);
 /// Clients of the load balancer, each sending one login after another.
 const CLIENTS: usize = 2;
 /// A pause after each login, per client: about 2 × 1 / 40 ms = 50 logins a second.
@@ -346,64 +349,28 @@ fn draw(
     lines: &[(String, Vec<(f64, f64)>)],
     duration: f64,
 ) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let y_max = lines
+    let chart = Chart {
+        title,
+        y_label,
+        phases: &PHASES,
+        phase_secs: PHASE.as_secs_f64(),
+        duration,
+        headroom: 1.35,
+        whole_y_labels: true,
+    };
+    let drawn: Vec<Line<'_>> = lines
         .iter()
-        .flat_map(|(_, points)| points.iter().map(|p| p.1))
-        .fold(0.0_f64, f64::max)
-        * 1.35;
-    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..duration, 0.0..y_max)?;
-    let phase = PHASE.as_secs_f64();
-    for (i, (label, color)) in PHASES.iter().enumerate() {
-        #[allow(clippy::cast_precision_loss)] // i < 3
-        let from = i as f64 * phase;
-        let to = (from + phase).min(duration);
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(from, 0.0), (to, y_max)],
-            color.filled(),
-        )))?;
-        chart.draw_series(std::iter::once(Text::new(
-            *label,
-            (from + 0.3, y_max * 0.97),
-            ("sans-serif", 13).into_font().color(&RGBColor(90, 90, 90)),
-        )))?;
-    }
-    chart
-        .configure_mesh()
-        .x_desc("seconds since the traffic started")
-        .y_desc(y_label)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .light_line_style(WHITE.mix(0.0))
-        .draw()?;
-    for (i, (legend, points)) in lines.iter().enumerate() {
-        let color = if legend == "all replicas" || legend == "expected" {
-            BLACK
-        } else {
-            COLORS[i % COLORS.len()]
-        };
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(legend.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()?;
-    root.present()?;
+        .enumerate()
+        .map(|(i, (legend, points))| {
+            let color = if legend == "all replicas" || legend == "expected" {
+                BLACK
+            } else {
+                COLORS[i % COLORS.len()]
+            };
+            (legend.as_str(), color, points.as_slice())
+        })
+        .collect();
+    phased_chart::draw(path, &chart, &drawn)?;
     summarize(lines);
     Ok(())
 }
