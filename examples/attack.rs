@@ -45,13 +45,13 @@ mod linux {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    use anyhow::Context;
     use clap::Parser;
     use comfy_table::{Table, presets};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use crate::server_process::{
-        LOGIN, OPEN_FILES, Server, WAIT, connect_from, login_request, ms, value,
+        LOGIN, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary, ms,
+        value,
     };
 
     /// Plays hostile clients against the login server and prints what it saw.
@@ -88,18 +88,7 @@ mod linux {
         }
         // The attacker needs descriptors too: thousands of connections.
         let _ = login_metrics::limits::raise_fd_limit();
-        let after = if let Some(path) = args.server {
-            path
-        } else {
-            eprintln!("building the login_server example (release)...");
-            escargot::CargoBuild::new()
-                .example("login_server")
-                .release()
-                .run()
-                .context("building login_server")?
-                .path()
-                .to_owned()
-        };
+        let after = login_server_binary(args.server)?;
         let runtime = tokio::runtime::Runtime::new()?;
         let mut columns = Vec::new();
         if let Some(before) = &args.before {

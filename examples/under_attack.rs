@@ -65,7 +65,8 @@ mod linux {
     use tokio::net::TcpStream;
 
     use crate::server_process::{
-        LOGIN, Launch, OPEN_FILES, Server, WAIT, connect_from, login_request, ms,
+        LOGIN, Launch, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary,
+        ms,
     };
 
     /// Measures the Step 8 defences against the same attacks with them off.
@@ -119,18 +120,7 @@ mod linux {
         }
         // Thousands of connections at once.
         let _ = login_metrics::limits::raise_fd_limit();
-        let binary = if let Some(path) = &args.server {
-            path.clone()
-        } else {
-            eprintln!("building the login_server example (release)...");
-            escargot::CargoBuild::new()
-                .example("login_server")
-                .release()
-                .run()
-                .context("building login_server")?
-                .path()
-                .to_owned()
-        };
+        let binary = login_server_binary(args.server.clone())?;
         let wanted = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
         println!("{}", machine());
         let runtime = tokio::runtime::Runtime::new()?;

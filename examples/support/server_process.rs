@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -264,6 +264,22 @@ impl Server {
             Err(_) => "no scrape".to_owned(),
         }
     }
+}
+
+/// The `login_server` binary to measure: `given`, or the example built in release
+/// mode from this repository.
+pub fn login_server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    eprintln!("building the login_server example (release)...");
+    Ok(escargot::CargoBuild::new()
+        .example("login_server")
+        .release()
+        .run()
+        .context("building login_server")?
+        .path()
+        .to_owned())
 }
 
 /// A series' value in a Prometheus exposition.
