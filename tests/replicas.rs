@@ -168,9 +168,17 @@ async fn each_replica_is_counted_exactly_and_the_sums_equal_the_requests_sent() 
     );
 }
 
+/// One panel query: its name (`"Title" A`), the PromQL as Grafana would send it, and
+/// what it shows under ordinary traffic when that is not a number.
+struct PanelQuery {
+    what: String,
+    promql: String,
+    expect: Option<Expect>,
+}
+
 /// Every query of the dashboard's panels, with its variables at their defaults, as
 /// Grafana would send it for a 15 minute panel 1000 points wide.
-async fn panel_queries(api: &QueryApi) -> Vec<(String, String)> {
+async fn panel_queries(api: &QueryApi) -> Vec<PanelQuery> {
     let dashboard = load_dashboard(&dashboard_file()).unwrap();
     let variables = Variables::resolve(&dashboard, DATASOURCE_UID, api)
         .await
@@ -178,28 +186,21 @@ async fn panel_queries(api: &QueryApi) -> Vec<(String, String)> {
     let ctx = QueryContext::for_panel(Duration::from_secs(900), 1000, Duration::from_secs(1));
     dashboard
         .queries()
-        .map(|(panel, target)| {
-            (
-                format!("{:?} {}", panel.title, target.ref_id),
-                ctx.expand(&variables.expand(&target.expr)),
-            )
+        .map(|(panel, target)| PanelQuery {
+            what: format!("{:?} {}", panel.title, target.ref_id),
+            promql: ctx.expand(&variables.expand(&target.expr)),
+            expect: expect_under_ordinary_traffic(&panel.title, &target.ref_id),
         })
         .collect()
 }
 
-/// What the panel query named `what` (`"Title" A`) shows under ordinary traffic.
-fn expect_under_ordinary_traffic_of(what: &str) -> Option<Expect> {
-    let (title, ref_id) = what.rsplit_once(' ')?;
-    expect_under_ordinary_traffic(title.trim_matches('"'), ref_id)
-}
-
 /// The expression of the panel query named `what` (`"Title" A`).
-fn panel_query<'a>(queries: &'a [(String, String)], what: &str) -> &'a str {
+fn panel_query<'a>(queries: &'a [PanelQuery], what: &str) -> &'a str {
     &queries
         .iter()
-        .find(|(name, _)| name == what)
+        .find(|query| query.what == what)
         .unwrap_or_else(|| panic!("no panel query {what}"))
-        .1
+        .promql
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,8 +231,13 @@ async fn with_one_replica_stopped_up_says_two_of_three_and_the_aggregate_panels_
 
     // Every panel still answers, aggregates over the two left. "Firing alerts" is
     // a valid answer, empty here: this Prometheus evaluates no alerting rules.
-    for (what, promql) in &queries {
-        if expect_under_ordinary_traffic_of(what) == Some(Expect::Answer) {
+    for PanelQuery {
+        what,
+        promql,
+        expect,
+    } in &queries
+    {
+        if *expect == Some(Expect::Answer) {
             let result = api.query(promql).await.unwrap();
             assert!(result.is_array(), "{what} `{promql}`: {result}");
             continue;
