@@ -350,7 +350,6 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
     assert_eq!(downs, 1, "one page for the outage, not one per alert");
 }
 
-// ANCHOR: ha_pair_pages_once
 /// The highly available pair of Step 9 (`deploy/scale/prometheus-{a,b}.yml`), both
 /// evaluating the rules and sending to one Alertmanager: a stopped server is one
 /// page, not two, and the page carries no `replica` label.
@@ -440,4 +439,3 @@ async fn an_ha_pair_pages_once_for_a_stopped_server() {
         .collect::<Vec<_>>();
     assert_eq!(pages, vec![1], "one page holding one alert: {pages:?}");
 }
-// ANCHOR_END: ha_pair_pages_once
