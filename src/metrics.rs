@@ -1,4 +1,5 @@
-//! The login metrics and the middleware that records them.
+//! The login metrics and the middleware that records them (and writes each
+//! request's log line).
 //!
 //! The names are the ones the original tutorial used, so its three PromQL
 //! queries work unchanged. What we do differently is *where* we record: in one
@@ -17,6 +18,7 @@
 //! list of reasons) and one counter for requests to paths the server does not
 //! serve: what an attacker does to the listener is visible too.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,12 +26,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use axum::extract::ConnectInfo;
 use axum::http::{self, StatusCode};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use tower::{Layer, Service};
+
+use crate::logging;
 
 // ANCHOR: status_codes
 /// Every status code `/login` can answer. Their series exist at zero from
@@ -445,7 +450,12 @@ impl Drop for OpenConnection {
 // ANCHOR_END: open_connection
 
 // ANCHOR: middleware
-/// The layer that counts and times every response of the routes it wraps.
+/// The layer that counts and times every response of the routes it wraps, and
+/// writes its log line ([`logging::answered`]).
+///
+/// One layer for both, so that the log and the metrics agree: every request
+/// counted is logged once, with the same status, 499s for abandoned requests
+/// included; and the request's clock is read once, not once per layer.
 ///
 /// A hand-written tower layer rather than `axum::middleware::from_fn`: the
 /// closure version boxes a future and the rest of the stack on every request,
@@ -481,9 +491,9 @@ pub struct Track<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S, Req, Body> Service<Req> for Track<S>
+impl<S, B, Body> Service<http::Request<B>> for Track<S>
 where
-    S: Service<Req, Response = http::Response<Body>>,
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -493,11 +503,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         Tracked {
             pending: Pending {
                 metrics: Arc::clone(&self.metrics),
                 started: Instant::now(),
+                line: RequestLine::of(&request),
                 _in_flight: self.metrics.in_flight(),
                 answered: false,
             },
@@ -522,6 +533,7 @@ pin_project_lite::pin_project! {
 struct Pending {
     metrics: Arc<Metrics>,
     started: Instant,
+    line: RequestLine,
     /// Held only for its destructor.
     _in_flight: InFlight,
     answered: bool,
@@ -530,7 +542,33 @@ struct Pending {
 impl Pending {
     fn answer(&mut self, status: StatusCode) {
         self.answered = true;
-        self.metrics.observe(status, self.started.elapsed());
+        let elapsed = self.started.elapsed();
+        self.metrics.observe(status, elapsed);
+        let RequestLine { method, uri, peer } = &self.line;
+        logging::answered(method, uri.path(), *peer, status, elapsed);
+    }
+}
+
+/// What the log line says about the request, taken before the request is
+/// handed on (the handler consumes it).
+struct RequestLine {
+    method: http::Method,
+    /// Only its path is logged: a query string could hold secrets.
+    uri: http::Uri,
+    /// Absent for a request handed to the router in-process (a test).
+    peer: Option<IpAddr>,
+}
+
+impl RequestLine {
+    fn of<B>(request: &http::Request<B>) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            peer: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip()),
+        }
     }
 }
 
