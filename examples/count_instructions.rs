@@ -48,6 +48,9 @@ enum Variant {
     Throttle(bool),
     /// The real serve loop, good logins past the only attempt allowed.
     Throttled,
+    /// A bare axum handler answering a constant 400 under `axum::serve`: the
+    /// ceiling the appendix compares the cheap path with.
+    Bare,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,8 +61,9 @@ fn main() -> anyhow::Result<()> {
         Some("throttle-on") => Variant::Throttle(true),
         Some("throttle-off") => Variant::Throttle(false),
         Some("throttled") => Variant::Throttled,
+        Some("bare") => Variant::Bare,
         _ => anyhow::bail!(
-            "usage: count_instructions with|without|throttle-on|throttle-off|throttled [REQUESTS]"
+            "usage: count_instructions with|without|throttle-on|throttle-off|throttled|bare [REQUESTS]"
         ),
     };
     let requests: usize = args.next().map_or(Ok(5000), |n| n.parse())?;
@@ -79,11 +83,14 @@ fn main() -> anyhow::Result<()> {
     };
     let client = runtime.block_on(async {
         match variant {
-            Variant::Metrics(with_metrics) => {
-                let router = if with_metrics {
-                    app(state)
-                } else {
-                    app_without_metrics(state)
+            Variant::Metrics(_) | Variant::Bare => {
+                let router = match variant {
+                    Variant::Metrics(true) => app(state),
+                    Variant::Metrics(false) => app_without_metrics(state),
+                    _ => axum::Router::new().route(
+                        "/login",
+                        axum::routing::post(|| async { axum::http::StatusCode::BAD_REQUEST }),
+                    ),
                 };
                 tokio::select! {
                     served = axum::serve(listener, router) => {
@@ -130,6 +137,7 @@ impl Variant {
             Self::Throttle(true) => "throttle on, malformed logins (400)",
             Self::Throttle(false) => "throttle off, malformed logins (400)",
             Self::Throttled => "throttle on, good logins past the burst (429)",
+            Self::Bare => "bare axum, constant 400",
         }
     }
 }
