@@ -7,7 +7,8 @@
 //! - [`limits`]: timeouts, the connection budget and the shutdown grace.
 //! - [`auth`]: users as argon2 hashes, checked without revealing who exists.
 //! - [`hashing`]: the low-priority thread pool that password hashing runs on.
-//! - [`metrics`]: the seed-compatible metrics and the middleware that records them.
+//! - [`metrics`]: the seed-compatible metrics and the middleware that records
+//!   them and writes each request's log line.
 //! - [`routes`]: the router and the layer stack around `/login`.
 //! - [`error`]: the JSON error body.
 //! - [`logging`]: one line per request, written off the request path.
