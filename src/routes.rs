@@ -205,15 +205,23 @@ fn reject(rejection: JsonRejection) -> ApiError {
             "invalid_body",
             format!(
                 "Expected {{\"username\": string, \"password\": string}}: {}",
-                error.body_text()
+                cause(&error)
             ),
         ),
         other => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("The body is not valid JSON: {}", other.body_text()),
+            format!("The body is not valid JSON: {}", cause(&other)),
         ),
     }
+}
+
+/// What serde said, without the sentence axum puts in front of it ("Failed to
+/// parse the request body as JSON"), which our own message already says.
+fn cause<'a>(
+    rejection: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    rejection.source().unwrap_or(rejection)
 }
 
 /// Whether reading the body failed because the connection ended early

@@ -173,6 +173,30 @@ async fn malformed_json_returns_400_and_counts_one_400() {
     assert_counted_once_as(&state, StatusCode::BAD_REQUEST);
 }
 
+/// Step 1 shows these answers as copied from the running server; serde's
+/// words come once, without the sentence axum puts in front of them.
+#[tokio::test]
+async fn error_messages_are_the_ones_step_1_shows() {
+    let state = state();
+    for (body, expected) in [
+        (
+            r#"{"username":"user","#,
+            "The body is not valid JSON: EOF while parsing a value at line 1 column 19",
+        ),
+        (
+            r#"{"username":"user"}"#,
+            "Expected {\"username\": string, \"password\": string}: \
+             missing field `password` at line 1 column 19",
+        ),
+    ] {
+        let (_, _, answer) = send(&state, login_request(Some("application/json"), body)).await;
+        assert_eq!(answer["message"], expected, "for the body {body}");
+        let step_1 = include_str!("../book/src/step-1-server.md");
+        let shown = serde_json::to_string(expected).unwrap();
+        assert!(step_1.contains(&shown), "Step 1 does not show {shown}");
+    }
+}
+
 #[tokio::test]
 async fn incomplete_json_returns_400_naming_the_missing_field() {
     let state = state();
