@@ -178,6 +178,7 @@ async fn malformed_json_returns_400_and_counts_one_400() {
 #[tokio::test]
 async fn error_messages_are_the_ones_step_1_shows() {
     let state = state();
+    let step_1 = include_str!("../book/src/step-1-server.md");
     for (body, expected) in [
         (
             r#"{"username":"user","#,
@@ -191,7 +192,6 @@ async fn error_messages_are_the_ones_step_1_shows() {
     ] {
         let (_, _, answer) = send(&state, login_request(Some("application/json"), body)).await;
         assert_eq!(answer["message"], expected, "for the body {body}");
-        let step_1 = include_str!("../book/src/step-1-server.md");
         let shown = serde_json::to_string(expected).unwrap();
         assert!(step_1.contains(&shown), "Step 1 does not show {shown}");
     }

@@ -63,12 +63,13 @@ impl std::io::Write for Sink {
     }
 }
 
-fn login(content_type: &str, body: &str) -> Request<Body> {
+/// A `POST` to `uri` with the given content type and body.
+fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
-        .uri("/login")
+        .uri(uri)
         .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body.to_owned()))
+        .body(body.into())
         .unwrap()
 }
 
@@ -77,16 +78,18 @@ async fn each_request_is_logged_once_with_the_status_it_is_counted_under() {
     let log = Captured::start();
     let state = AppState::new(UserStore::with_demo_user());
     let requests = [
-        login(
+        post(
+            "/login",
             "application/json",
             r#"{"username":"user","password":"pass"}"#,
         ),
-        login(
+        post(
+            "/login",
             "application/json",
             r#"{"username":"user","password":"nope"}"#,
         ),
-        login("application/json", r#"{"username":"#),
-        login("text/plain", "user:pass"),
+        post("/login", "application/json", r#"{"username":"#),
+        post("/login", "text/plain", "user:pass"),
         Request::builder()
             .method(Method::GET)
             .uri("/login")
@@ -133,12 +136,7 @@ async fn an_abandoned_request_is_logged_as_the_499_it_is_counted_as() {
     let state = AppState::new(UserStore::with_demo_user());
     // A body that never arrives; the client gives up after 50 ms, which drops
     // the request's future, as hyper does when a connection closes.
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::new(NeverArrives))
-        .unwrap();
+    let request = post("/login", "application/json", Body::new(NeverArrives));
     let answered = tokio::time::timeout(
         Duration::from_millis(50),
         app(state.clone()).oneshot(request),
@@ -176,14 +174,11 @@ impl axum::body::HttpBody for NeverArrives {
 async fn the_request_line_holds_neither_the_body_nor_the_query_string() {
     let log = Captured::start();
     let state = AppState::new(UserStore::with_demo_user());
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/login?token=query-secret")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            r#"{"username":"user","password":"body-secret"}"#,
-        ))
-        .unwrap();
+    let request = post(
+        "/login?token=query-secret",
+        "application/json",
+        r#"{"username":"user","password":"body-secret"}"#,
+    );
     let response = app(state.clone()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
