@@ -9,12 +9,14 @@
 //! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
+//! - [`panels`]: one row of the dashboard, asked from a real engine as Grafana asks it.
 //! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
 
 pub mod book;
 pub mod dashboard;
 pub mod env;
 pub mod harness;
+pub mod panels;
 pub mod promql;
 pub mod testing;
 
