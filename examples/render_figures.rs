@@ -6,11 +6,16 @@
 //! three phases sized from that capacity — normal use, password guessing, overload —
 //! then asks Prometheus for the dashboard's queries over that time, the way Grafana
 //! would, and draws them. Sizing the phases from the machine's own capacity is what
-//! keeps the shapes the same on a fast machine and a slow one.
+//! keeps the shapes the same on a fast machine and a slow one. Besides Step 5's
+//! charts, it draws the whole dashboard as the quick start shows it
+//! (`dashboard.svg`, see `support/dashboard_figure.rs`).
 //!
 //! ```sh
 //! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures
+//! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures -- dashboard.svg
 //! ```
+//!
+//! With file names as arguments, only those figures are written.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -27,8 +32,13 @@ use login_metrics_testkit::testing::{Login, TestServer};
 use phased_chart::{Chart, Line, SIZE};
 use plotters::prelude::*;
 
+#[path = "support/dashboard_figure.rs"]
+mod dashboard_figure;
 #[path = "support/phased_chart.rs"]
 mod phased_chart;
+
+/// The whole-dashboard figure of the quick start.
+const DASHBOARD_FIGURE: &str = "dashboard.svg";
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
@@ -127,6 +137,17 @@ fn figures() -> Vec<Figure> {
 async fn main() -> anyhow::Result<()> {
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/figures");
     std::fs::create_dir_all(&out_dir)?;
+    // File names on the command line choose the figures; none means all of them.
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |file: &str| chosen.is_empty() || chosen.iter().any(|c| c == file);
+    let known: Vec<&str> = figures()
+        .iter()
+        .map(|f| f.file)
+        .chain([DASHBOARD_FIGURE])
+        .collect();
+    if let Some(unknown) = chosen.iter().find(|c| !known.contains(&c.as_str())) {
+        bail!("no figure {unknown:?}; the figures are {known:?}");
+    }
 
     let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await?;
     let Some(prometheus) = Prometheus::start(server.metrics_addr.port()).await? else {
@@ -162,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let range = Duration::from_secs_f64(end - start);
     // A panel about as wide as the figure, like Grafana would send it.
     let ctx = QueryContext::for_panel(range, SIZE.0, SCRAPE_INTERVAL);
-    for figure in figures() {
+    for figure in figures().into_iter().filter(|f| wanted(f.file)) {
         let mut lines = Vec::new();
         for series in &figure.series {
             let target = dashboard
@@ -184,8 +205,63 @@ async fn main() -> anyhow::Result<()> {
         draw(&path, &figure, &lines, end - start)?;
         eprintln!("wrote {}", path.display());
     }
+    if wanted(DASHBOARD_FIGURE) {
+        let path = out_dir.join(DASHBOARD_FIGURE);
+        draw_dashboard(&path, &prometheus, &variables, &ctx, (start, end)).await?;
+        eprintln!("wrote {}", path.display());
+    }
     server.stop().await?;
     Ok(())
+}
+
+/// Every panel of the dashboard, each query asked as Grafana asks it for a panel
+/// as wide as its place on the grid, drawn where the grid puts it.
+async fn draw_dashboard(
+    path: &Path,
+    prometheus: &Prometheus,
+    variables: &Variables,
+    ctx: &QueryContext,
+    (start, end): (f64, f64),
+) -> anyhow::Result<()> {
+    let dashboard = load_dashboard(&dashboard_file())?;
+    // The typed dashboard leaves out each panel's fixed colour; read it from the JSON.
+    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dashboard_file())?)?;
+    let fixed_colors: std::collections::BTreeMap<u64, String> = raw["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|panel| {
+            let color = &panel["fieldConfig"]["defaults"]["color"];
+            (color["mode"] == "fixed").then(|| {
+                (
+                    panel["id"].as_u64().unwrap_or_default(),
+                    color["fixedColor"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut panels = Vec::new();
+    for panel in &dashboard.panels {
+        let mut series = Vec::new();
+        for target in &panel.targets {
+            let promql = ctx.expand(&variables.expand(&target.expr));
+            let result = prometheus
+                .query_range(&promql, start, end, ctx.interval)
+                .await
+                .with_context(|| format!("{:?}: `{promql}`", panel.title))?;
+            series.extend(dashboard_figure::series_of(
+                &result,
+                target.legend_format.as_deref(),
+                start,
+            ));
+        }
+        panels.push(dashboard_figure::PanelData {
+            panel,
+            fixed_color: fixed_colors.get(&u64::from(panel.id)).cloned(),
+            series,
+        });
+    }
+    dashboard_figure::draw(path, &dashboard, &panels, end - start)
 }
 
 fn unix_now() -> f64 {
