@@ -7,6 +7,10 @@
 //! - an include whose file is missing, whose anchor has no `ANCHOR:` or no
 //!   matching `ANCHOR_END:` line, whose anchored section is empty, or that uses
 //!   line numbers (listings are cut by named anchor only, so they survive edits);
+//! - an included listing without its file caption: the line above the code
+//!   block must be `<span class="filename">Filename: PATH</span>`, PATH being
+//!   the included file relative to the repository, as the Rust book names its
+//!   listings;
 //! - a relative link or image in the Markdown that points at nothing, or at a
 //!   page that `SUMMARY.md` does not list (such a page is never rendered);
 //! - `mdbook build` exiting non-zero, printing any `ERROR` or `WARN` line, or
@@ -214,6 +218,67 @@ fn anchored_sections<'a>(source: &'a str, name: &str) -> Result<Vec<Vec<&'a str>
 }
 
 // ---------------------------------------------------------------------------
+// (a') file captions
+// ---------------------------------------------------------------------------
+
+/// The caption a listing of `file` (relative to the repository) carries.
+fn caption_for(file: &Path) -> String {
+    format!(
+        "<span class=\"filename\">Filename: {}</span>",
+        file.display()
+    )
+}
+
+/// Every include under `src` whose code block lacks the caption naming its file;
+/// files are named relative to `root`.
+fn check_captions(src: &Path, root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    for md in markdown_files(src).expect("the book's source directory is readable") {
+        let text = fs::read_to_string(&md).expect("Markdown files are UTF-8");
+        problems.extend(check_captions_of(&md, &text, root));
+    }
+    problems
+}
+
+fn check_captions_of(md: &Path, text: &str, root: &Path) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut problems = Vec::new();
+    for captures in DIRECTIVE.captures_iter(text) {
+        let (Some(kind), Some(target)) = (captures.get(1), captures.get(2)) else {
+            continue;
+        };
+        if !matches!(kind.as_str(), "include" | "rustdoc_include") {
+            continue;
+        }
+        let line = line_of(text, kind.start());
+        let at = describe(md, line);
+        let Some(path) = target.as_str().split_whitespace().next() else {
+            continue; // reported by the include check
+        };
+        let path = path.split_once(':').map_or(path, |(path, _)| path);
+        let file = normalise(&md.parent().expect("a file has a parent").join(path));
+        let shown = file.strip_prefix(root).unwrap_or(&file);
+        let expected = caption_for(shown);
+        let is_fence = |l: &&str| {
+            let l = l.trim_start();
+            l.starts_with("```") || l.starts_with("~~~")
+        };
+        let Some(fence) = lines[..line - 1].iter().rposition(|l| is_fence(l)) else {
+            problems.push(format!("{at}: an include outside a code block"));
+            continue;
+        };
+        let above = lines[..fence].iter().rev().find(|l| !l.trim().is_empty());
+        if above.map(|l| l.trim()) != Some(expected.as_str()) {
+            problems.push(format!(
+                "{at}: the listing of {} needs `{expected}` on the line above its code block",
+                shown.display()
+            ));
+        }
+    }
+    problems
+}
+
+// ---------------------------------------------------------------------------
 // (b) links and images
 // ---------------------------------------------------------------------------
 
@@ -277,11 +342,13 @@ fn check_links_of(md: &Path, text: &str, chapters: &BTreeSet<PathBuf>) -> Vec<St
     let mut problems = Vec::new();
     for (offset, target) in targets {
         let at = describe(md, line_of(text, offset));
-        if target.is_empty()
-            || target.starts_with('#')
-            || target.contains("://")
-            || target.starts_with("mailto:")
-        {
+        if let Some(fragment) = target.strip_prefix('#') {
+            if !heading_ids(text).contains(fragment) {
+                problems.push(format!("{at}: `{target}` names no heading of this page"));
+            }
+            continue;
+        }
+        if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
             continue;
         }
         if target.starts_with('/') {
@@ -304,9 +371,65 @@ fn check_links_of(md: &Path, text: &str, chapters: &BTreeSet<PathBuf>) -> Vec<St
             problems.push(format!(
                 "{at}: `{target}` is not listed in SUMMARY.md, so mdBook never renders it"
             ));
+        } else if let Some((_, fragment)) = target.split_once('#')
+            && file.extension().is_some_and(|ext| ext == "md")
+        {
+            let page = fs::read_to_string(&file).expect("a chapter is UTF-8");
+            if !heading_ids(&page).contains(fragment) {
+                problems.push(format!(
+                    "{at}: `{target}`: {} has no heading with the id `{fragment}`",
+                    file.display()
+                ));
+            }
         }
     }
     problems
+}
+
+/// The ids mdBook gives the headings of a page: the heading's text, lower-cased,
+/// spaces as `-`, every character but letters, digits, `_` and `-` dropped, and
+/// `-1`, `-2`... after an id already taken.
+fn heading_ids(markdown: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut heading: Option<String> = None;
+    for event in Parser::new_ext(markdown, Options::all()) {
+        match event {
+            Event::Start(Tag::Heading { id: Some(id), .. }) => {
+                ids.insert(id.to_string());
+            }
+            Event::Start(Tag::Heading { .. }) => heading = Some(String::new()),
+            Event::Text(text) | Event::Code(text) => {
+                if let Some(heading) = heading.as_mut() {
+                    heading.push_str(&text);
+                }
+            }
+            Event::End(pulldown_cmark::TagEnd::Heading(_)) => {
+                if let Some(heading) = heading.take() {
+                    let id: String = heading
+                        .chars()
+                        .filter_map(|c| {
+                            if c.is_alphanumeric() || c == '_' || c == '-' {
+                                Some(c.to_ascii_lowercase())
+                            } else if c.is_whitespace() {
+                                Some('-')
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    let mut unique = id.clone();
+                    let mut n = 0;
+                    while ids.contains(&unique) {
+                        n += 1;
+                        unique = format!("{id}-{n}");
+                    }
+                    ids.insert(unique);
+                }
+            }
+            _ => {}
+        }
+    }
+    ids
 }
 
 // ---------------------------------------------------------------------------
@@ -413,6 +536,12 @@ fn assert_no_problems(what: &str, problems: &[String]) {
 #[test]
 fn every_include_resolves_to_a_file_and_a_named_anchor() {
     assert_no_problems("book includes", &check_includes(&book_src_dir()));
+}
+
+#[test]
+fn every_listing_carries_a_caption_naming_its_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_no_problems("book captions", &check_captions(&book_src_dir(), root));
 }
 
 #[test]
@@ -524,10 +653,40 @@ fn checker_accepts_good_includes_and_links() {
                    ```yaml\n{{ #include config.yml:yaml }}\n```\n\n\
                    ```rust\n{{#include code.rs}}\n```\n\n\
                    Shown literally: \\{{#include missing.rs:nothing}}\n\n\
-                   [Myself](chapter.md#top), [web](https://example.com), [here](#top)\n\n\
+                   [Myself](chapter.md#chapter), [web](https://example.com), [here](#chapter)\n\n\
                    ![Diagram](images/diagram.svg)\n\n<img src=\"images/diagram.svg\" alt=\"\">\n";
     assert_no_problems("good includes", &include_problems(chapter));
     assert_no_problems("good links", &link_problems(chapter));
+}
+
+fn caption_problems(chapter: &str) -> Vec<String> {
+    let book = scratch_book(chapter);
+    check_captions(&book.path().join("src"), book.path())
+}
+
+#[test]
+fn checker_accepts_listings_captioned_with_their_file() {
+    let chapter = "<span class=\"filename\">Filename: src/code.rs</span>\n\n\
+                   ```rust\n{{#include code.rs:good}}\n```\n\n\
+                   - In a list:\n\n  <span class=\"filename\">Filename: src/config.yml</span>\n\n\
+                   \x20 ```yaml\n  {{#include config.yml:yaml}}\n  ```\n";
+    assert_no_problems("captioned listings", &caption_problems(chapter));
+}
+
+#[test]
+fn checker_detects_a_listing_without_its_caption() {
+    assert_one_problem_mentioning(
+        &caption_problems("Some text:\n\n```rust\n{{#include code.rs:good}}\n```\n"),
+        "Filename: src/code.rs",
+    );
+    // A caption naming another file is as wrong as none.
+    assert_one_problem_mentioning(
+        &caption_problems(
+            "<span class=\"filename\">Filename: src/other.rs</span>\n\n\
+             ```rust\n{{#include code.rs:good}}\n```\n",
+        ),
+        "Filename: src/code.rs",
+    );
 }
 
 #[test]
@@ -591,6 +750,14 @@ fn checker_detects_broken_links_and_images() {
         "not listed in SUMMARY.md",
     );
     assert_one_problem_mentioning(&link_problems("[Root](/chapter.md)\n"), "absolute");
+    assert_one_problem_mentioning(
+        &link_problems("# Chapter\n\n[Gone](chapter.md#no-such-heading)\n"),
+        "no heading with the id `no-such-heading`",
+    );
+    assert_one_problem_mentioning(
+        &link_problems("# Chapter\n\n[Gone](#nowhere)\n"),
+        "names no heading",
+    );
 }
 
 #[test]

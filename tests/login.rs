@@ -173,12 +173,13 @@ async fn malformed_json_returns_400_and_counts_one_400() {
     assert_counted_once_as(&state, StatusCode::BAD_REQUEST);
 }
 
-/// Step 1 shows these answers as copied from the running server; serde's
-/// words come once, without the sentence axum puts in front of them.
+/// The book's chapter on counting every answer shows these answers as copied
+/// from the running server; serde's words come once, without the sentence axum
+/// puts in front of them.
 #[tokio::test]
-async fn error_messages_are_the_ones_step_1_shows() {
+async fn error_messages_are_the_ones_the_book_shows() {
     let state = state();
-    let step_1 = include_str!("../book/src/step-1-server.md");
+    let chapter = include_str!("../book/src/hardening/counting.md");
     for (body, expected) in [
         (
             r#"{"username":"user","#,
@@ -193,7 +194,10 @@ async fn error_messages_are_the_ones_step_1_shows() {
         let (_, _, answer) = send(&state, login_request(Some("application/json"), body)).await;
         assert_eq!(answer["message"], expected, "for the body {body}");
         let shown = serde_json::to_string(expected).unwrap();
-        assert!(step_1.contains(&shown), "Step 1 does not show {shown}");
+        assert!(
+            chapter.contains(&shown),
+            "the chapter does not show {shown}"
+        );
     }
 }
 
