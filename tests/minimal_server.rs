@@ -162,6 +162,7 @@ async fn the_minimal_server_counts_every_answer_of_login_by_status_code() {
         assert_eq!(status.as_u16(), expected);
     }
 
+    // ANCHOR: exact_counts
     let text = server.scrape().await;
     for (code, expected) in [
         ("200", 2.0),
@@ -184,6 +185,7 @@ async fn the_minimal_server_counts_every_answer_of_login_by_status_code() {
         "one observation per answer of /login:\n{text}"
     );
     assert_eq!(sample(&text, "login_requests_in_flight"), Some(0.0));
+    // ANCHOR_END: exact_counts
 }
 
 #[tokio::test]
@@ -281,6 +283,7 @@ async fn the_minimal_server_exits_with_status_0_on_sigterm() {
 
 #[tokio::test]
 async fn the_tutorials_queries_and_the_dashboards_first_row_answer_from_a_real_prometheus() {
+    // ANCHOR: real_prometheus
     // A Prometheus in a container reaches the server through the Docker bridge.
     let server = Minimal::start("0.0.0.0");
     let Some(prometheus) = Prometheus::start(server.metrics_port()).await.unwrap() else {
@@ -298,7 +301,9 @@ async fn the_tutorials_queries_and_the_dashboards_first_row_answer_from_a_real_p
             .unwrap_or_else(|e| panic!("{query}: {e:#}"));
         eprintln!("{query}: {value}");
     }
+    // ANCHOR_END: real_prometheus
 
+    // ANCHOR: first_row
     let dashboard = load_dashboard(&dashboard_file()).unwrap();
     let answers = row_answers(&dashboard, FIRST_ROW, prometheus.api())
         .await
@@ -324,6 +329,7 @@ async fn the_tutorials_queries_and_the_dashboards_first_row_answer_from_a_real_p
         "one success in three: {ratio}"
     );
     assert!(value("Requests in flight", "A") >= 0.0);
+    // ANCHOR_END: first_row
     assert!(!traffic.failed(), "the traffic stopped early");
     let counts = traffic.stop().await.unwrap();
     assert!(counts.ok > 0 && counts.unauthorized > 0 && counts.bad_request > 0);

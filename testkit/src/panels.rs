@@ -80,6 +80,7 @@ pub async fn row_answers(
         .context("the dashboard's variables")?;
     let context = QueryContext::for_panel(default_range(dashboard)?, PANEL_POINTS, TEST_INTERVAL);
     let mut answers = Vec::new();
+    // ANCHOR: row_answers
     for panel in panels {
         for target in &panel.targets {
             let promql = context.expand(&variables.expand(&target.expr));
@@ -106,6 +107,7 @@ pub async fn row_answers(
             });
         }
     }
+    // ANCHOR_END: row_answers
     Ok(answers)
 }
 
