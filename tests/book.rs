@@ -263,7 +263,7 @@ fn check_captions_of(md: &Path, text: &str, root: &Path) -> Vec<String> {
             let l = l.trim_start();
             l.starts_with("```") || l.starts_with("~~~")
         };
-        let Some(fence) = lines[..line - 1].iter().rposition(|l| is_fence(l)) else {
+        let Some(fence) = lines[..line - 1].iter().rposition(is_fence) else {
             problems.push(format!("{at}: an include outside a code block"));
             continue;
         };

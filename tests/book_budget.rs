@@ -214,16 +214,18 @@ fn markers(chapters: &[Chapter]) -> Vec<(String, usize, PathBuf)> {
 }
 
 fn word_table(chapters: &[Chapter]) -> String {
+    use std::fmt::Write as _;
     let mut table = String::new();
     let mut total = 0;
     for chapter in chapters {
         let words = prose_words(&chapter.text);
         total += words;
-        table.push_str(&format!(
-            "{words:>6} {total:>7}  {} ({})\n",
+        let _ = writeln!(
+            table,
+            "{words:>6} {total:>7}  {} ({})",
             chapter.path.display(),
             chapter.part.as_deref().unwrap_or("front")
-        ));
+        );
     }
     table
 }

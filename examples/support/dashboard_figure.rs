@@ -287,6 +287,9 @@ fn no_data(area: &DrawingArea<SVGBackend<'_>, Shift>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A series as drawn: legend, colour, points (stacked ones already summed).
+type Drawn = (String, RGBColor, Vec<(f64, f64)>);
+
 fn draw_time_series(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     data: &PanelData<'_>,
@@ -295,7 +298,7 @@ fn draw_time_series(
     let panel = data.panel;
     let stacked = panel.field_config.defaults.custom["stacking"]["mode"] == "normal";
     // Stacked series are drawn as the running sum of the ones before them.
-    let mut lines: Vec<(String, RGBColor, Vec<(f64, f64)>)> = Vec::new();
+    let mut lines: Vec<Drawn> = Vec::new();
     let mut below: BTreeMap<u64, f64> = BTreeMap::new();
     for (index, series) in data.series.iter().enumerate() {
         let color = series_color(data, &series.legend, index);
