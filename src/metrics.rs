@@ -65,8 +65,8 @@ pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
 /// Latency buckets, in seconds, for a login that hashes a password.
 ///
 /// A rejected request is answered in well under a millisecond; an argon2
-/// verification takes about 10–15 ms of CPU in a release build, more when
-/// logins queue for a core. Buckets are dense from 5 to 100 ms, where a healthy
+/// verification takes tens of milliseconds of CPU (the book's costs appendix
+/// measures it), more when logins queue for a core. Buckets are dense from 5 to 100 ms, where a healthy
 /// login lives and where a slowdown first shows, and sparse beyond, up to the
 /// 10 s an overloaded server (or a client sending its body slowly, cut off by
 /// the 10 s body timeout) reaches: past the last bound, latencies cannot be
