@@ -10,10 +10,12 @@
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
 //! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
+//! - [`example`]: the repository's examples, built and run as a reader runs them.
 
 pub mod book;
 pub mod dashboard;
 pub mod env;
+pub mod example;
 pub mod harness;
 pub mod promql;
 pub mod testing;

@@ -3,9 +3,9 @@
 //! defences on) and once with them off, and printed side by side.
 //!
 //! ```sh
-//! cargo build --release --example login_server --example under_attack
-//! cargo run --release --example under_attack                  # about four minutes
-//! cargo run --release --example under_attack -- --only flood   # or guessing, cheap-path
+//! cargo build --release --example login_server
+//! cargo run -p lab --release --bin under_attack                  # about four minutes
+//! cargo run -p lab --release --bin under_attack -- --only flood   # or guessing, cheap-path
 //! ```
 //!
 //! "Defences off" is the same binary with
@@ -44,11 +44,6 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
-#[path = "support/server_process.rs"]
-#[allow(dead_code, reason = "each benchmark uses a part of it")]
-mod server_process;
-
-#[cfg(target_os = "linux")]
 mod linux {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
@@ -64,10 +59,10 @@ mod linux {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use crate::server_process::{
+    use lab::server_process::{
         LOGIN, Launch, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary,
-        ms,
     };
+    use lab::stats::{median, ms, per_second, percentile};
 
     /// Measures the Step 8 defences against the same attacks with them off.
     #[derive(Debug, Parser)]
@@ -317,20 +312,6 @@ mod linux {
             .map(|(key, n)| format!("{key}: {n}"))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// The nearest-rank percentile of sorted durations.
-    fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (sorted.len() * percent).div_ceil(100).max(1);
-        sorted[rank - 1]
-    }
-
-    #[expect(clippy::cast_precision_loss, reason = "counts are small")]
-    fn per_second(count: u64, over: Duration) -> f64 {
-        count as f64 / over.as_secs_f64()
     }
 
     fn process_cpu() -> Duration {
@@ -1082,7 +1063,7 @@ mod linux {
         }
         let medians: Vec<f64> = runs
             .iter()
-            .map(|r| median(r.iter().map(|run| run.rate).collect()))
+            .map(|r| median(r.iter().map(|run| run.rate)))
             .collect();
         table.row(
             "median requests/s",
@@ -1092,11 +1073,7 @@ mod linux {
             "server CPU per request (median)",
             runs.iter()
                 .map(|r| {
-                    let cpu = median(
-                        r.iter()
-                            .map(|run| run.cpu_per_request.as_secs_f64() * 1e6)
-                            .collect(),
-                    );
+                    let cpu = median(r.iter().map(|run| run.cpu_per_request.as_secs_f64() * 1e6));
                     format!("{cpu:.1} µs")
                 })
                 .collect(),
@@ -1121,11 +1098,6 @@ mod linux {
             met(refused >= CHEAP_PATH_GOAL)
         ));
         table
-    }
-
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
     }
 
     /// Logins from 127.0.0.1, where `wrk` connects from, until one is refused.

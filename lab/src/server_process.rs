@@ -1,6 +1,6 @@
 //! The real `login_server` binary as a child process, measured from outside:
-//! shared by the benchmarks that attack it (`examples/attack.rs`,
-//! `examples/under_attack.rs`). Linux only: memory and CPU time come from `/proc`.
+//! shared by the tools that attack it (`attack`, `under_attack`). Linux only:
+//! memory and CPU time come from `/proc`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,8 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use login_metrics_testkit::example;
+use login_metrics_testkit::testing::sample;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use crate::stats::ms;
 
 /// The open files limit each server runs under.
 pub const OPEN_FILES: u32 = 4096;
@@ -33,8 +37,11 @@ pub struct Launch {
 
 /// A server process, killed when dropped.
 pub struct Server {
+    /// The process (under `sh -c 'ulimit -n ...; exec ...'`, which it replaces).
     pub child: Child,
+    /// Where it serves `POST /login`.
     pub login: SocketAddr,
+    /// Where it serves `GET /metrics`.
     pub metrics: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -141,11 +148,14 @@ impl Server {
         )?)?)
     }
 
+    /// File descriptors open in the process now.
+    #[must_use]
     pub fn open_fds(&self) -> usize {
         self.process().and_then(|p| Ok(p.fd_count()?)).unwrap_or(0)
     }
 
     /// CPU time used so far.
+    #[must_use]
     pub fn cpu(&self) -> Duration {
         #[expect(clippy::cast_precision_loss, reason = "ticks per second are few")]
         let ticks = procfs::ticks_per_second() as f64;
@@ -159,6 +169,7 @@ impl Server {
     }
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in MiB.
+    #[must_use]
     pub fn memory(&self) -> (u64, u64) {
         self.process()
             .and_then(|p| Ok(p.status()?))
@@ -170,6 +181,8 @@ impl Server {
             })
     }
 
+    /// How many of the lines it logged (the first 100,000) contain `needle`.
+    #[must_use]
     pub fn log_lines_containing(&self, needle: &str) -> usize {
         self.log
             .lock()
@@ -260,7 +273,7 @@ impl Server {
     /// A metric's value from the exposition, or "n/a".
     pub async fn metric(&self, series: &str) -> String {
         match self.scrape().await {
-            Ok((_, text)) => value(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
+            Ok((_, text)) => sample(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
             Err(_) => "no scrape".to_owned(),
         }
     }
@@ -273,31 +286,11 @@ pub fn login_server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         return Ok(path);
     }
     eprintln!("building the login_server example (release)...");
-    Ok(escargot::CargoBuild::new()
-        .example("login_server")
-        .release()
-        .run()
-        .context("building login_server")?
-        .path()
-        .to_owned())
-}
-
-/// A series' value in a Prometheus exposition.
-pub fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// A duration for a table: milliseconds under a second, seconds above.
-pub fn ms(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{:.1} ms", duration.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", duration.as_secs_f64())
-    }
+    example::release_binary("login_server")
 }
 
 /// A `POST /login` with `body`.
+#[must_use]
 pub fn login_request(body: &str) -> String {
     format!(
         "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\

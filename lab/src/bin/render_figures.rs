@@ -9,7 +9,7 @@
 //! keeps the shapes the same on a fast machine and a slow one.
 //!
 //! ```sh
-//! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures
+//! LOGIN_METRICS_PROMETHEUS=native cargo run -p lab --bin render_figures
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,16 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use lab::chart::{self, Chart, Line, SIZE};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::testing::{Login, TestServer};
-use phased_chart::{Chart, Line, SIZE};
 use plotters::prelude::*;
-
-#[path = "support/phased_chart.rs"]
-mod phased_chart;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
@@ -125,7 +122,7 @@ fn figures() -> Vec<Figure> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/figures");
+    let out_dir = login_metrics_testkit::repo_root().join("book/src/figures");
     std::fs::create_dir_all(&out_dir)?;
 
     let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await?;
@@ -340,5 +337,5 @@ fn draw(
         .iter()
         .map(|(series, points)| (series.legend, series.color, points.as_slice()))
         .collect();
-    phased_chart::draw(path, &chart, &lines)
+    chart::draw(path, &chart, &lines)
 }
