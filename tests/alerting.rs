@@ -11,9 +11,7 @@
 //! the wrong passwords come from many addresses, each too slow for the throttle,
 //! which is the case this alert is for (one address guessing is throttled instead).
 
-#[path = "support/example.rs"]
-mod support_example;
-use support_example::example;
+use login_metrics_testkit::example::example;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -23,9 +21,11 @@ use login_metrics::auth::UserStore;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
+use login_metrics_testkit::exposition::ScrapeMetrics as _;
 use login_metrics_testkit::harness::alertmanager::Alertmanager;
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
-use login_metrics_testkit::testing::{Notification, TestServer, Webhook};
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::webhook::{Notification, Webhook};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -161,10 +161,10 @@ async fn credential_stuffing_reaches_the_page_webhook_firing_then_resolved() {
     // Each address stayed under the per-client throttle: no guess was refused
     // for its address. (On a busy machine a few may be shed, 503, like any login
     // that waits too long for a hashing thread.)
-    let metrics = &stack.server.state.metrics;
-    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 0);
-    let checked = metrics.requests_with(StatusCode::UNAUTHORIZED);
-    let shed = metrics.requests_with(StatusCode::SERVICE_UNAVAILABLE);
+    let counted = stack.server.state.metrics.scrape();
+    assert_eq!(counted.requests(StatusCode::TOO_MANY_REQUESTS), 0);
+    let checked = counted.requests(StatusCode::UNAUTHORIZED);
+    let shed = counted.requests(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(checked + shed, 324, "every wrong password answered once");
 
     let firing = stack

@@ -6,14 +6,11 @@
 //! returns data from a real Prometheus scraping a real server that received traffic,
 //! and from the real VictoriaMetrics that Prometheus writes to.
 
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
@@ -24,8 +21,10 @@ use login_metrics_testkit::dashboard::{
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::harness::{grafana, prometheus};
-use login_metrics_testkit::promql::QueryApi;
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::promql::{POLL_EVERY, QueryApi, defined_numbers};
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::Traffic;
+use login_metrics_testkit::wait::{Check, poll};
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 
@@ -748,29 +747,6 @@ async fn query_range(api: &QueryApi, promql: &str, ctx: &QueryContext) -> anyhow
         .await
 }
 
-fn numbers(result: &Value) -> Vec<f64> {
-    result
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|series| series["values"].as_array().cloned().unwrap_or_default())
-        .chain(
-            result
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| s["value"].clone()),
-        )
-        .filter_map(|sample| {
-            sample
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|v| v.parse().ok())
-        })
-        .filter(|v: &f64| !v.is_nan())
-        .collect()
-}
-
 /// The dashboard's variables as Grafana resolves them against `api`, once the engine
 /// has the series their `label_values()` queries ask about.
 async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
@@ -786,7 +762,7 @@ async fn every_query_returns_data(
     ctx: &QueryContext,
     uid: &str,
     api: &QueryApi,
-    traffic: &traffic::Traffic,
+    traffic: &Traffic,
 ) -> Variables {
     let variables = resolve_variables(dashboard, uid, api).await;
     // ANCHOR: every_query
@@ -812,7 +788,7 @@ async fn every_query_returns_data(
             .unwrap_or_else(|e| panic!("{what}: no data; last answer {}", e.last));
         if expect == Some(Expect::Zero) {
             let ranged = query_range(api, &promql, ctx).await.unwrap();
-            let values = numbers(&ranged);
+            let values = defined_numbers(&ranged);
             assert!(
                 !values.is_empty() && values.iter().all(|v| *v == 0.0),
                 "{what}: expected zeros, got {ranged}"
@@ -820,21 +796,23 @@ async fn every_query_returns_data(
             continue;
         }
         // The range query's end is aligned down to the step, so it may miss the
-        // newest sample for a moment: poll it too.
-        let deadline = Instant::now() + DATA_TIMEOUT;
-        // Zeros are not data: with traffic flowing, every panel has a non-zero point.
-        loop {
+        // newest sample for a moment: poll it too. Zeros are not data: with
+        // traffic flowing, every panel has a non-zero point.
+        let nonzero = format!("{what}: a non-zero number in the range query");
+        poll(&nonzero, DATA_TIMEOUT, POLL_EVERY, || async {
             let ranged = query_range(api, &promql, ctx).await.unwrap();
-            if numbers(&ranged).iter().any(|v| *v != 0.0) {
-                break;
+            if defined_numbers(&ranged).iter().any(|v| *v != 0.0) {
+                Check::Met(())
+            } else {
+                Check::NotYet(ranged.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: range query gave no non-zero number: {ranged}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        eprintln!("{what}: {}", numbers(&instant).first().unwrap_or(&f64::NAN));
+        })
+        .await
+        .unwrap_or_else(|timed_out| panic!("{timed_out}"));
+        eprintln!(
+            "{what}: {}",
+            defined_numbers(&instant).first().unwrap_or(&f64::NAN)
+        );
         assert!(!traffic.failed(), "the traffic generator stopped early");
     }
     // ANCHOR_END: every_query
@@ -864,7 +842,7 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
     let Some(prometheus) = builder.start().await.unwrap() else {
         return;
     };
-    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+    let traffic = Traffic::start(server.login_url(), Duration::from_millis(20));
     prometheus
         .wait_for_target_health("up", Duration::from_secs(30))
         .await
@@ -883,10 +861,10 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
     assert_eq!(variables.get("instance"), Some(".+"));
 
     // Values that must hold, not just exist.
-    let up = numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
+    let up = defined_numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
     assert_eq!(up, [1.0]);
     let ratio_panel = dashboard.panel("Login success ratio").unwrap();
-    let ratio = numbers(
+    let ratio = defined_numbers(
         &prometheus
             .wait_for_data(
                 &ctx.expand(&variables.expand(&ratio_panel.targets[0].expr)),
@@ -913,7 +891,7 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
         )
         .await;
         // One Prometheus writes: one series per target, not a copy per writer.
-        let up = numbers(&victoria.query(r#"up{job="login_server"}"#).await.unwrap());
+        let up = defined_numbers(&victoria.query(r#"up{job="login_server"}"#).await.unwrap());
         assert_eq!(up, [1.0], "VictoriaMetrics' up");
     }
 

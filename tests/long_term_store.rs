@@ -19,9 +19,6 @@
 //! half come from either replica, taken up to one scrape apart. Counters and gauges are
 //! compared exactly.
 
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,7 +32,8 @@ use login_metrics_testkit::harness::prometheus::{
 };
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::promql::{QueryApi, single_value};
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::{self, Traffic};
 use serde_json::Value;
 
 const REPLICAS: usize = 3;
@@ -251,9 +249,9 @@ async fn run_the_timeline() -> Option<Run> {
     );
 
     let started = unix_now();
-    let traffic: Vec<traffic::Traffic> = servers
+    let traffic: Vec<Traffic> = servers
         .iter()
-        .map(|s| traffic::Traffic::start(s.login_url(), TRAFFIC_PAUSE))
+        .map(|s| Traffic::start(s.login_url(), TRAFFIC_PAUSE))
         .collect();
     tokio::time::sleep(BOTH_RUN).await;
     let before_stop = [remote_write(&a).await, remote_write(&b).await];

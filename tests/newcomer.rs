@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use login_metrics_testkit::harness::engine::find_binary;
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::server::TestServer;
 
 /// An image name nobody publishes.
 const NO_SUCH_IMAGE: &str = "login-metrics/no-such-image:0";

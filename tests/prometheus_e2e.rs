@@ -14,12 +14,11 @@ use login_metrics::throttle::{LoginRate, Throttle};
 use login_metrics_testkit::book::promql_blocks;
 use login_metrics_testkit::dashboard::QueryContext;
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{TestServer, send_logins};
-use serde_json::Value;
+use login_metrics_testkit::logins::send_logins;
+use login_metrics_testkit::server::TestServer;
 
-#[path = "support/traffic.rs"]
-mod traffic;
-use traffic::Traffic;
+use login_metrics_testkit::promql::{result_numbers, single_value};
+use login_metrics_testkit::traffic::Traffic;
 
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const WAIT: Duration = Duration::from_secs(45);
@@ -46,27 +45,6 @@ async fn server_and_prometheus() -> Option<(TestServer, Prometheus)> {
     );
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
     Some((server, prometheus))
-}
-
-/// The single number of an instant query answer.
-fn scalar(result: &Value) -> f64 {
-    let samples = result.as_array().expect("a vector result");
-    assert_eq!(samples.len(), 1, "expected one series, got {result}");
-    samples[0]["value"][1]
-        .as_str()
-        .expect("a sample value")
-        .parse()
-        .expect("a number")
-}
-
-/// The numbers of an instant query's `data.result` vector.
-fn numbers_of(result: &Value) -> Vec<f64> {
-    result
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|sample| sample["value"][1].as_str()?.parse().ok())
-        .collect()
 }
 
 /// Polls `promql` until its single value equals `expected`.
@@ -132,7 +110,7 @@ async fn every_promql_block_in_the_book_returns_data() {
         let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
         if block.expect_zero {
             let result = prometheus.wait_for_data(&query, WAIT).await;
-            let numbers = numbers_of(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
+            let numbers = result_numbers(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
             assert!(
                 numbers.iter().all(|v| *v == 0.0),
                 "{place}: expected 0, got {numbers:?}"
@@ -214,12 +192,12 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
     // Without reset handling this would be 5 - 20 < 0; with it, 20 + 5 = 25, which
     // Prometheus extrapolates to the end of the window by at most one scrape interval
     // (and not at all to its start, since the series began at 0): 25 to 30.
-    let increase = scalar(
-        &prometheus
-            .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
-            .await
-            .unwrap(),
-    );
+    let result = prometheus
+        .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
+        .await
+        .unwrap();
+    let increase =
+        single_value(&result).unwrap_or_else(|| panic!("expected one series, got {result}"));
     assert!(
         (25.0..=30.0).contains(&increase),
         "increase() across the restart = {increase}, expected 25 to 30"

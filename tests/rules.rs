@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use login_metrics_testkit::book::markdown_files;
 use login_metrics_testkit::repo_root;
-use login_metrics_testkit::testing::{amtool, promtool};
+use login_metrics_testkit::tools::{amtool, promtool};
 use regex::Regex;
 use serde_yaml_ng::Value as Yaml;
 

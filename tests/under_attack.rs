@@ -16,16 +16,20 @@ use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::Closed;
 use login_metrics::throttle::{LoginRate, Throttle};
+use login_metrics_testkit::clients::{HALF_A_HEADER, connect_from};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, Expect, QueryContext, Variables, dashboard_file, expect_under_ordinary_traffic,
     load_dashboard,
 };
+use login_metrics_testkit::exposition::{ScrapeMetrics as _, sample};
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{Login, TestServer, sample};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::wait::eventually;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// A server on loopback with `limits` and `throttle`.
 async fn server(limits: Limits, throttle: Throttle) -> TestServer {
@@ -123,10 +127,10 @@ async fn a_guessing_address_is_throttled_while_another_address_logs_in() {
         "another address is not throttled"
     );
 
-    let metrics = &server.state.metrics;
-    assert_eq!(metrics.requests_with(StatusCode::UNAUTHORIZED), 5);
-    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 7);
-    assert_eq!(metrics.requests_with(StatusCode::OK), 1);
+    let counted = server.state.metrics.scrape();
+    assert_eq!(counted.requests(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(counted.requests(StatusCode::TOO_MANY_REQUESTS), 7);
+    assert_eq!(counted.requests(StatusCode::OK), 1);
     // A throttled attempt is refused before any hashing.
     assert_eq!(server.state.users.verifications(), 6);
 }
@@ -244,10 +248,10 @@ async fn a_flood_from_many_addresses_is_shed_and_answered_logins_never_waited_pa
         "no login was shed: {seen:?}"
     );
     // Every answer counted once, each under its own status.
-    let metrics = &server.state.metrics;
+    let counted = server.state.metrics.scrape();
     for (status, count) in &seen {
         let status = StatusCode::from_u16(*status).unwrap();
-        assert_eq!(metrics.requests_with(status), *count, "{status}");
+        assert_eq!(counted.requests(status), *count, "{status}");
     }
     // The logins that got a thread never waited past the bound. The wait is
     // measured when the waiting task runs again, so the runtime's own delay,
@@ -263,21 +267,18 @@ async fn a_flood_from_many_addresses_is_shed_and_answered_logins_never_waited_pa
         pool.hashing().longest_wait()
     );
     assert!(pool.hashing().peak_jobs() <= threads);
-    assert_eq!(pool.hashing().queued(), 0, "nothing is left waiting");
+    assert_eq!(
+        counted.value("login_hashing_queued"),
+        Some(0.0),
+        "nothing is left waiting"
+    );
 }
 
 /// A connection from `127.0.0.<last>` that sends half a request header and
 /// stays silent.
 async fn stalled_from(last: u8, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, last], 0)))
-        .unwrap();
-    let mut stream = socket.connect(to).await.unwrap();
-    stream
-        .write_all(b"POST /login HTTP/1.1\r\nHost: x")
-        .await
-        .unwrap();
+    let mut stream = connect_from([127, 0, 0, last], to).await.unwrap();
+    stream.write_all(HALF_A_HEADER).await.unwrap();
     stream
 }
 
@@ -295,13 +296,16 @@ async fn one_address_cannot_hold_every_connection() {
         held.push(stalled_from(20, server.app_addr).await);
     }
     // The server closes the twelve over the address's share as it accepts them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.connections_closed(Closed::ClientOverBudget) < 12 {
-        assert!(tokio::time::Instant::now() < deadline, "not closed in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(metrics.connections_closed(Closed::ClientOverBudget), 12);
-    assert_eq!(metrics.connections_open(), 8);
+    eventually("the twelve over the share are closed", || {
+        metrics
+            .scrape()
+            .connections_closed(Closed::ClientOverBudget)
+            >= 12
+    })
+    .await;
+    let counted = metrics.scrape();
+    assert_eq!(counted.connections_closed(Closed::ClientOverBudget), 12);
+    assert_eq!(counted.connections_open(), 8);
     // Another address is served at once.
     let user = client_from([127, 0, 0, 21]);
     assert_eq!(

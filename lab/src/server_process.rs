@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use login_metrics_testkit::clients::{connect_from, login_request};
 use login_metrics_testkit::example;
-use login_metrics_testkit::testing::sample;
+use login_metrics_testkit::exposition::sample;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::stats::ms;
 
@@ -287,21 +287,4 @@ pub fn login_server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     eprintln!("building the login_server example (release)...");
     example::release_binary("login_server")
-}
-
-/// A `POST /login` with `body`.
-#[must_use]
-pub fn login_request(body: &str) -> String {
-    format!(
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A connection to `to` from the loopback address `from`, to pose as a client of its own.
-pub async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((from, 0)))?;
-    socket.connect(to).await
 }

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::promql::QueryApi;
+use crate::wait::{Check, poll};
 
 /// The uid the provisioned Prometheus data source gets: the dashboard's default.
 pub const DATASOURCE_UID: &str = "prometheus";
@@ -551,21 +552,22 @@ impl Variables {
 
     /// [`resolve`](Self::resolve), retried until `timeout`: right after start-up the
     /// engine may not have the series the `label_values()` queries ask about yet.
-    /// The error is the last attempt's.
+    /// The error shows the last attempt's.
     pub async fn resolve_within(
         dashboard: &Dashboard,
         datasource_uid: &str,
         api: &QueryApi,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
+        let what = format!("the dashboard's variables resolved by {}", api.name());
+        let variables = poll(&what, timeout, crate::promql::POLL_EVERY, || async {
             match Self::resolve(dashboard, datasource_uid, api).await {
-                Ok(variables) => return Ok(variables),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(crate::promql::POLL_EVERY).await,
+                Ok(variables) => Check::Met(variables),
+                Err(e) => Check::NotYet(format!("{e:#}")),
             }
-        }
+        })
+        .await?;
+        Ok(variables)
     }
 
     /// Sets `$name` to stand for `text` (already formatted for the query).

@@ -3,7 +3,12 @@
 //! The machinery behind login-metrics' tests, benchmarks and figures, kept out of
 //! the server crate so that a reader who copies the server copies none of it.
 //!
-//! - [`testing`]: an in-process login server on free ports, the test logins, promtool.
+//! - [`server`]: an in-process login server on free ports.
+//! - [`logins`]: the test logins and the status each must get; [`traffic`]: a steady
+//!   mix of them in the background; [`clients`]: raw clients from addresses of their own.
+//! - [`exposition`]: the server's metrics read from the text Prometheus scrapes.
+//! - [`wait`]: waiting for something to happen, with a deadline and a message.
+//! - [`tools`]: promtool and amtool; [`webhook`]: Alertmanager's notifications, received.
 //! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager uses the same
 //!   launcher) from a local image or a native binary, and Grafana in Docker.
 //! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
@@ -13,12 +18,19 @@
 //! - [`example`]: the repository's examples, built and run as a reader runs them.
 
 pub mod book;
+pub mod clients;
 pub mod dashboard;
 pub mod env;
 pub mod example;
+pub mod exposition;
 pub mod harness;
+pub mod logins;
 pub mod promql;
-pub mod testing;
+pub mod server;
+pub mod tools;
+pub mod traffic;
+pub mod wait;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 

@@ -45,11 +45,10 @@ mod linux {
     use comfy_table::{Table, presets};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use lab::server_process::{
-        LOGIN, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary,
-    };
+    use lab::server_process::{LOGIN, OPEN_FILES, Server, WAIT, login_server_binary};
     use lab::stats::ms;
-    use login_metrics_testkit::testing::sample;
+    use login_metrics_testkit::clients::{connect_from, login_request};
+    use login_metrics_testkit::exposition::sample;
 
     /// Plays hostile clients against the login server and prints what it saw.
     #[derive(Debug, Parser)]

@@ -50,6 +50,7 @@ mod linux {
     use login_metrics::AppState;
     use login_metrics::auth::UserStore;
     use login_metrics::server::serve;
+    use login_metrics_testkit::exposition::ScrapeMetrics as _;
 
     /// Numbers the cheap-path runs, so that each run's server thread has a
     /// name of its own (the previous run's may still be exiting).
@@ -240,7 +241,10 @@ mod linux {
 
         if with_metrics {
             ensure!(
-                metrics.requests_with(axum::http::StatusCode::BAD_REQUEST) == report.answers,
+                metrics
+                    .scrape()
+                    .requests(axum::http::StatusCode::BAD_REQUEST)
+                    == report.answers,
                 "the server counted a different number of 400s than the generator received"
             );
         }

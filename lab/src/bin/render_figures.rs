@@ -24,7 +24,8 @@ use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{Login, TestServer};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
 use plotters::prelude::*;
 
 /// The harness' Prometheus scrapes every second; Grafana would be told the same.

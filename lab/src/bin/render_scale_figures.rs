@@ -31,7 +31,8 @@ use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
-use login_metrics_testkit::testing::{Login, TestServer};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
 use plotters::prelude::*;
 
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);

@@ -2,7 +2,7 @@
 //!
 //! [`Alertmanager::start`] runs the repository's routing, grouping and inhibition as
 //! written, with two changes a test needs: every receiver's webhook URL points at the
-//! test's own receiver ([`Webhook`](crate::testing::Webhook)), keeping its path
+//! test's own receiver ([`Webhook`](crate::webhook::Webhook)), keeping its path
 //! (`/page`, `/ticket`), and the grouping delays drop from `30s`/`5m` to one second,
 //! so that a notification, and the one saying an alert resolved, arrive within
 //! seconds. It runs where the [`engine`](super::engine) launcher decides: the image

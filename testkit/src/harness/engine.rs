@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use testcontainers::core::client::docker_client_instance;
@@ -37,6 +37,7 @@ use tokio::sync::OnceCell;
 use super::docker;
 use crate::env;
 use crate::promql::POLL_EVERY;
+use crate::wait::{Check, poll};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -644,30 +645,34 @@ impl Running {
     async fn wait_until_ready(&self) -> anyhow::Result<()> {
         let spec = self.spec();
         let url = format!("{}{}", self.base_url(), spec.ready_path);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        let what = format!("{} ({}) ready at {url}", spec.name, self.backend);
+        let ready = poll(&what, STARTUP_TIMEOUT, POLL_EVERY, || async {
             let last = match self.http.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_success() => return Check::Met(Ok(())),
                 Ok(response) => format!("HTTP {}", response.status()),
                 Err(e) => format!("{e}"),
             };
-            if let Some(exit) = self.exited().await {
-                bail!(
-                    "{} ({}) exited before it was ready ({exit}); log:\n{}",
-                    spec.name,
-                    self.backend,
-                    self.log_tail().await
-                );
+            match self.exited().await {
+                Some(exit) => Check::Met(Err(exit)),
+                None => Check::NotYet(last),
             }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{} ({}) not ready at {url} within {STARTUP_TIMEOUT:?} (last answer: {last}); log:\n{}",
-                    spec.name,
-                    self.backend,
-                    self.log_tail().await
-                );
-            }
-            tokio::time::sleep(POLL_EVERY).await;
+        })
+        .await;
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(exit)) => bail!(
+                "{} ({}) exited before it was ready ({exit}); log:\n{}",
+                spec.name,
+                self.backend,
+                self.log_tail().await
+            ),
+            Err(timed_out) => bail!(
+                "{} ({}) not ready at {url} within {STARTUP_TIMEOUT:?} (last answer: {}); log:\n{}",
+                spec.name,
+                self.backend,
+                timed_out.last,
+                self.log_tail().await
+            ),
         }
     }
 

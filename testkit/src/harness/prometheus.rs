@@ -37,7 +37,7 @@
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -47,7 +47,9 @@ pub use super::engine::Backend;
 use super::engine::{
     BindMount, Engine, EngineSpec, Launch, LaunchContext, Placement, Reach, Running,
 };
-use crate::promql::QueryApi;
+use crate::exposition::{samples, sum};
+use crate::promql::{POLL_EVERY, QueryApi};
+use crate::wait::{Check, TimedOut, poll};
 
 /// The image used when `PROMETHEUS_IMAGE` is not set: the official one, pinned.
 ///
@@ -580,18 +582,18 @@ impl Prometheus {
 
     async fn or_report(
         &self,
-        polled: Result<Value, crate::promql::NoData>,
+        polled: Result<Value, TimedOut>,
         failure: &str,
         promql: &str,
         timeout: Duration,
     ) -> anyhow::Result<Value> {
         match polled {
             Ok(result) => Ok(result),
-            Err(no_data) => bail!(
+            Err(timed_out) => bail!(
                 "{}",
                 self.failure_report(
                     &format!("{failure} for `{promql}` within {timeout:?}"),
-                    &format!("last answer: {}", no_data.last),
+                    &format!("last answer: {}", timed_out.last),
                 )
                 .await
             ),
@@ -632,9 +634,8 @@ impl Prometheus {
         what: &str,
         done: impl Fn(&[Value]) -> bool,
     ) -> anyhow::Result<Vec<Value>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.active_targets().await {
+        let polled = poll(what, timeout, POLL_EVERY, || async {
+            match self.active_targets().await {
                 Ok(targets) => {
                     let ours: Vec<Value> = targets
                         .iter()
@@ -645,26 +646,32 @@ impl Prometheus {
                         .cloned()
                         .collect();
                     if done(&ours) {
-                        return Ok(ours);
+                        Check::Met(ours)
+                    } else {
+                        Check::NotYet(format!(
+                            "job {:?} targets: {}",
+                            self.job,
+                            Value::from(targets)
+                        ))
                     }
-                    format!("job {:?} targets: {}", self.job, Value::from(targets))
                 }
-                Err(e) => format!("error: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "{}",
-                    self.failure_report(
-                        &format!(
-                            "job {:?} ({}): not {what} within {timeout:?}",
-                            self.job, self.target
-                        ),
-                        &format!("last answer: {last}"),
-                    )
-                    .await
-                );
+                Err(e) => Check::NotYet(format!("error: {e:#}")),
             }
-            tokio::time::sleep(crate::promql::POLL_EVERY).await;
+        })
+        .await;
+        match polled {
+            Ok(ours) => Ok(ours),
+            Err(timed_out) => bail!(
+                "{}",
+                self.failure_report(
+                    &format!(
+                        "job {:?} ({}): not {what} within {timeout:?}",
+                        self.job, self.target
+                    ),
+                    &format!("last answer: {}", timed_out.last),
+                )
+                .await
+            ),
         }
     }
 
@@ -799,7 +806,7 @@ impl RemoteWriteStats {
     pub fn parse(exposition: &str) -> anyhow::Result<Self> {
         let mut values = [0.0_f64; 4];
         for (slot, (what, names)) in values.iter_mut().zip(REMOTE_WRITE_METRICS) {
-            let found = names.iter().find_map(|name| sum_of(exposition, name));
+            let found = names.iter().find_map(|name| sum(exposition, name));
             *slot = found.with_context(|| {
                 format!(
                     "no remote write {what} figure ({}) on the page",
@@ -808,7 +815,7 @@ impl RemoteWriteStats {
             })?;
         }
         let [sent, failed, pending, retried] = values;
-        let highest = values_of(
+        let highest = samples(
             exposition,
             "prometheus_remote_storage_highest_timestamp_in_seconds",
         )
@@ -816,7 +823,7 @@ impl RemoteWriteStats {
         .fold(None, |max: Option<f64>, v| {
             Some(max.map_or(v, |m| m.max(v)))
         });
-        let slowest_sent = values_of(
+        let slowest_sent = samples(
             exposition,
             "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
         )
@@ -836,28 +843,6 @@ impl RemoteWriteStats {
             lag_seconds,
         })
     }
-}
-
-/// Every sample of `name` (any labels).
-fn values_of(exposition: &str, name: &str) -> Vec<f64> {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                return None; // a longer name with this prefix
-            }
-            rest.rsplit_once(' ')
-                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        })
-        .collect()
-}
-
-/// The sum of every sample of `name` (any labels); `None` when there is none.
-fn sum_of(exposition: &str, name: &str) -> Option<f64> {
-    let values = values_of(exposition, name);
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 // ---------------------------------------------------------------------------

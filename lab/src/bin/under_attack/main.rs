@@ -59,10 +59,9 @@ mod linux {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use lab::server_process::{
-        LOGIN, Launch, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary,
-    };
+    use lab::server_process::{LOGIN, Launch, OPEN_FILES, Server, WAIT, login_server_binary};
     use lab::stats::{median, ms, per_second, percentile};
+    use login_metrics_testkit::clients::{connect_from, login_request};
 
     /// Measures the Step 8 defences against the same attacks with them off.
     #[derive(Debug, Parser)]
