@@ -324,27 +324,13 @@ async fn a_404_flood_adds_one_series() {
     let server = server(short_limits()).await;
     let client = reqwest::Client::new();
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
-    let before = client
-        .get(server.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = scrape(server.metrics_addr).await;
     for index in 0..300 {
         let url = format!("http://{}/scan-{index}", server.app_addr);
         let response = client.post(url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
-    let after = client
-        .get(server.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = scrape(server.metrics_addr).await;
     assert!(
         after.contains("login_unmatched_requests_total 300"),
         "{after}"

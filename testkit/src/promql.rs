@@ -142,24 +142,35 @@ impl QueryApi {
     }
 
     /// Polls the instant query `promql` until it returns exactly one series whose value
-    /// is `expected` (within 1e-9); `Err` shows the last answer.
+    /// is `expected` (within 1e-9); `Err` carries the last answer.
+    pub async fn poll_for_value(
+        &self,
+        promql: &str,
+        expected: f64,
+        timeout: Duration,
+    ) -> Result<Value, TimedOut> {
+        let what = format!("`{promql}` = {expected} in {}", self.name);
+        poll(&what, timeout, POLL_EVERY, || async {
+            match self.query(promql).await {
+                Ok(result) => match single_value(&result) {
+                    Some(value) if (value - expected).abs() < 1e-9 => Check::Met(result),
+                    _ => Check::NotYet(result.to_string()),
+                },
+                Err(e) => Check::NotYet(format!("error: {e:#}")),
+            }
+        })
+        .await
+    }
+
+    /// [`poll_for_value`](Self::poll_for_value), for an engine without a report of
+    /// its own to add.
     pub async fn wait_for_value(
         &self,
         promql: &str,
         expected: f64,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let what = format!("`{promql}` = {expected} in {}", self.name);
-        poll(&what, timeout, POLL_EVERY, || async {
-            match self.query(promql).await {
-                Ok(result) => match single_value(&result) {
-                    Some(value) if (value - expected).abs() < 1e-9 => Check::Met(()),
-                    _ => Check::NotYet(result.to_string()),
-                },
-                Err(e) => Check::NotYet(format!("error: {e:#}")),
-            }
-        })
-        .await?;
+        self.poll_for_value(promql, expected, timeout).await?;
         Ok(())
     }
 

@@ -59,20 +59,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Check<T>>,
 {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::new(what, within);
     loop {
-        let past_deadline = Instant::now() >= deadline;
-        match check().await {
-            Check::Met(value) => return Ok(value),
-            Check::NotYet(last) if past_deadline => {
-                return Err(TimedOut {
-                    what: what.to_owned(),
-                    within,
-                    last,
-                });
-            }
-            Check::NotYet(_) => tokio::time::sleep(every).await,
+        let past = deadline.passed();
+        if let Some(done) = deadline.settle(check().await, past) {
+            return done;
         }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -84,19 +77,46 @@ pub fn poll_blocking<T>(
     every: Duration,
     mut check: impl FnMut() -> Check<T>,
 ) -> Result<T, TimedOut> {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::new(what, within);
     loop {
-        let past_deadline = Instant::now() >= deadline;
-        match check() {
-            Check::Met(value) => return Ok(value),
-            Check::NotYet(last) if past_deadline => {
-                return Err(TimedOut {
-                    what: what.to_owned(),
-                    within,
-                    last,
-                });
-            }
-            Check::NotYet(_) => std::thread::sleep(every),
+        let past = deadline.passed();
+        if let Some(done) = deadline.settle(check(), past) {
+            return done;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// When a wait ends, and what it says then.
+struct Deadline<'a> {
+    what: &'a str,
+    within: Duration,
+    at: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn new(what: &'a str, within: Duration) -> Self {
+        Self {
+            what,
+            within,
+            at: Instant::now() + within,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// The end of the wait, if this look (taken `past` the deadline or not) ends it.
+    fn settle<T>(&self, look: Check<T>, past: bool) -> Option<Result<T, TimedOut>> {
+        match look {
+            Check::Met(value) => Some(Ok(value)),
+            Check::NotYet(last) if past => Some(Err(TimedOut {
+                what: self.what.to_owned(),
+                within: self.within,
+                last,
+            })),
+            Check::NotYet(_) => None,
         }
     }
 }

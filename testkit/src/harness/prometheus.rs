@@ -562,14 +562,7 @@ impl Prometheus {
         expected: f64,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let polled = self
-            .api
-            .poll_until(
-                promql,
-                timeout,
-                |numbers| matches!(numbers, [value] if (value - expected).abs() < 1e-9),
-            )
-            .await;
+        let polled = self.api.poll_for_value(promql, expected, timeout).await;
         self.or_report(
             polled,
             &format!("no single value {expected}"),
