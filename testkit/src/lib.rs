@@ -16,6 +16,30 @@
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
 //! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
 //! - [`example`]: the repository's examples, built and run as a reader runs them.
+//!
+//! ## Pinned images
+//!
+//! Each engine's default image is the official one at a pinned tag, which
+//! `docker-compose.yml` and the book name too (`tests/pinned_images.rs` checks that they
+//! agree). Why each tag, as the release notes said when it was chosen (checked in
+//! November 2026; check again when a tag moves):
+//!
+//! - **Prometheus `v3.13.4`** (2026-09-29): the newest patch of the 3.13
+//!   long-term-support line (supported to 2027-07-31) that a release note confirms.
+//! - **Alertmanager `v0.34.0`** (2026-08-16): its release notes are carried by the
+//!   Renovate update of the Docker Hub image `prom/alertmanager` to v0.34.0
+//!   (prymitive/karma #7086, 2026-08-17). A 0.34.1 exists, but nothing found confirms
+//!   its image.
+//! - **VictoriaMetrics `v1.144.0`**: a community release; its release note ("v1.144.0,
+//!   Released at 2026-05-22", quoted in VictoriaMetrics/operator pull request #2217,
+//!   which made it the operator's default) confirms the tag. The long-term-support
+//!   lines (v1.136.x, newest confirmed patch v1.136.20 of 2026-10-09) are, by their own
+//!   release notes, bugfix lines "for VictoriaMetrics enterprise", so no community LTS
+//!   image is pinned.
+//! - **Grafana `12.4.11`** (2026-09-15): the newest patch of Grafana 12.4 (supported to
+//!   2027-05-24) that a release note confirms. 12.4 reads the classic dashboard JSON
+//!   this repository keeps (schema 42) natively; Grafana 13 still provisions it, but
+//!   exports a v2 format.
 
 pub mod book;
 pub mod clients;

@@ -16,12 +16,8 @@ use serde_yaml_ng::Value as Yaml;
 use super::engine::{Engine, EngineSpec, Launch, Placement, Reach, Running};
 use super::prometheus;
 
-/// The image used when `ALERTMANAGER_IMAGE` is not set: the official one, pinned.
-///
-/// v0.34.0 (2026-08-16): its release notes are carried by the Renovate update of the
-/// Docker Hub image `prom/alertmanager` to v0.34.0 (prymitive/karma #7086, 2026-08-17).
-/// A 0.34.1 exists, but nothing found confirms its image. `docker-compose.yml` names
-/// the same tag, and a test checks that they agree.
+/// The image used when `ALERTMANAGER_IMAGE` is not set: the official one, pinned (why this
+/// tag: [the test kit's docs](crate#pinned-images)).
 pub const DEFAULT_IMAGE: &str = "prom/alertmanager:v0.34.0";
 /// Environment variable naming the Alertmanager image (`name:tag`).
 pub const IMAGE_ENV: &str = "ALERTMANAGER_IMAGE";

@@ -27,11 +27,8 @@ use super::docker;
 use super::engine::{Engine, EngineSpec, Launch, Reach, Running};
 use crate::wait::{Check, poll};
 
-/// The image used when `GRAFANA_IMAGE` is not set: the official one, pinned.
-///
-/// 12.4.11 (2026-09-15) is the newest patch of Grafana 12.4 (supported to 2027-05-24)
-/// that a release note confirms. 12.4 reads the classic dashboard JSON this repository
-/// keeps (schema 42) natively; Grafana 13 still provisions it, but exports a v2 format.
+/// The image used when `GRAFANA_IMAGE` is not set: the official one, pinned (why this
+/// tag: [the test kit's docs](crate#pinned-images)).
 pub const DEFAULT_IMAGE: &str = "grafana/grafana:12.4.11";
 /// Environment variable naming the Grafana image (`name:tag`).
 pub const IMAGE_ENV: &str = "GRAFANA_IMAGE";
