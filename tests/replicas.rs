@@ -334,10 +334,8 @@ async fn a_replica_added_to_the_targets_file_is_scraped_without_a_restart_or_a_r
 #[test]
 fn the_shipped_targets_files_list_the_same_replicas_for_the_host_and_for_compose() {
     let read = |path: &str| -> Vec<(String, String)> {
-        let path = login_metrics_testkit::repo_root().join(path);
-        let yaml: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        yaml.as_sequence()
+        login_metrics_testkit::repository_yaml(path)
+            .as_sequence()
             .unwrap()
             .iter()
             .flat_map(|group| group["targets"].as_sequence().unwrap().clone())

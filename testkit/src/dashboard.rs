@@ -50,7 +50,8 @@ mod variables;
 
 pub use expectations::{Expect, NOT_NONZERO_UNDER_ORDINARY_TRAFFIC, expect_under_ordinary_traffic};
 pub use intervals::{
-    DEFAULT_SCRAPE_INTERVAL, QueryContext, format_interval, go_duration, round_interval,
+    DEFAULT_SCRAPE_INTERVAL, QueryContext, format_interval, go_duration, query_range_as_grafana,
+    round_interval,
 };
 pub use model::{
     Dashboard, DataSourceRef, FieldConfig, FieldDefaults, GridPos, Panel, Target, TemplateVariable,

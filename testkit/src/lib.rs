@@ -67,3 +67,13 @@ pub fn repo_root() -> PathBuf {
         .expect("testkit/ sits inside the repository")
         .to_path_buf()
 }
+
+/// A YAML file of the repository (`prometheus.yml`, `deploy/...`), parsed; panics
+/// naming the file when it cannot be read or parsed, as a test that needs it would.
+#[must_use]
+pub fn repository_yaml(path: &str) -> serde_yaml_ng::Value {
+    let path = repo_root().join(path);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

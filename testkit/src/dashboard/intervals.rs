@@ -3,7 +3,11 @@
 //! sends a panel's query, so that the tests send Prometheus the same `PromQL`.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::promql::QueryApi;
 
 /// What Grafana knows when it sends a panel's query: the data source's scrape
 /// interval, the panel's interval (its step, `$__interval`) and the time range.
@@ -77,6 +81,26 @@ impl QueryContext {
         }
         out
     }
+}
+
+/// A range query of the last `last` the way Grafana sends one for a panel in
+/// `context`: start and end aligned to the step, which is the panel's interval.
+pub async fn query_range_as_grafana(
+    api: &QueryApi,
+    promql: &str,
+    context: &QueryContext,
+    last: Duration,
+) -> anyhow::Result<Value> {
+    let step = context.interval.as_secs().max(1);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let end = now - now % step;
+    let start = end.saturating_sub(last.as_secs());
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "Unix seconds fit an f64 exactly"
+    )]
+    api.query_range(promql, start as f64, end as f64, Duration::from_secs(step))
+        .await
 }
 
 /// Grafana's "nice" interval for a raw `range / max data points` value.

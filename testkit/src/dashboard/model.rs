@@ -2,6 +2,8 @@
 //! `grafana/dashboards/login.json`, typed where the tests check it and kept as
 //! JSON where they do not.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -110,6 +112,28 @@ pub struct TimeRange {
     pub from: String,
     /// End, e.g. `now`.
     pub to: String,
+}
+
+impl TimeRange {
+    /// How long a range `now-N<unit>` to `now` is: `now-15m` is 15 minutes. `None`
+    /// for any other shape (an absolute time, a range that does not end now).
+    #[must_use]
+    pub fn length(&self) -> Option<Duration> {
+        if self.to != "now" {
+            return None;
+        }
+        let spec = self.from.strip_prefix("now-")?;
+        let split = spec.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = spec.split_at(split);
+        let unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return None,
+        };
+        Some(Duration::from_secs(number.parse::<u64>().ok()? * unit))
+    }
 }
 
 /// One panel.
@@ -262,5 +286,29 @@ impl Dashboard {
     #[must_use]
     pub fn variable(&self, name: &str) -> Option<&TemplateVariable> {
         self.templating.list.iter().find(|v| v.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_range_ending_now_has_a_length() {
+        let range = |from: &str, to: &str| TimeRange {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        assert_eq!(
+            range("now-15m", "now").length(),
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(
+            range("now-2d", "now").length(),
+            Some(Duration::from_secs(172_800))
+        );
+        assert_eq!(range("now-15m", "now-5m").length(), None);
+        assert_eq!(range("now-15w", "now").length(), None);
+        assert_eq!(range("2026-01-01", "now").length(), None);
     }
 }
