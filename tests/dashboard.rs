@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
     DataSourceProvisioning, Expect, LONG_TERM_STORE_UID, Panel, QueryContext, Variables,
@@ -33,20 +34,12 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(45);
 /// How much of the past the range queries ask for.
 const RANGE_QUERIED: Duration = Duration::from_secs(30);
 
-/// The original tutorial's queries, verbatim, with the panel title showing each.
-const SEED_PANELS: [(&str, &str); 3] = [
-    (
-        "Successful logins (200) per second",
-        r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    ),
-    (
-        "Client errors (4xx) per second",
-        r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    ),
-    (
-        "Average latency",
-        "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-    ),
+/// The panels showing the original tutorial's queries, in the order of
+/// [`TUTORIAL_QUERIES`].
+const TUTORIAL_PANELS: [&str; 3] = [
+    "Successful logins (200) per second",
+    "Client errors (4xx) per second",
+    "Average latency",
 ];
 
 /// The matchers every query of the dashboard carries, for its `job` and `instance`
@@ -322,7 +315,7 @@ fn every_selector_of_every_query_filters_by_job_and_instance() {
 fn every_panel_aggregates_across_instances_sum_before_dividing_and_by_le_before_quantiles() {
     let dashboard = dashboard();
     // The queries left per series on purpose, one tile or line per instance (their
-    // legend says which): the up tiles, and the seed's average next to the
+    // legend says which): the up tiles, and the tutorial's average next to the
     // aggregated line.
     let per_instance_on_purpose = [("Target up", "A"), ("Average latency", "A")];
     for (panel, target) in dashboard.queries() {
@@ -397,16 +390,16 @@ fn range_windows_are_rate_interval_not_hard_coded() {
 }
 
 #[test]
-fn the_seed_queries_are_kept_with_rate_interval_instead_of_one_minute() {
+fn the_tutorials_queries_are_kept_with_rate_interval_instead_of_one_minute() {
     let dashboard = dashboard();
-    for (title, seed) in SEED_PANELS {
+    for (title, query) in TUTORIAL_PANELS.into_iter().zip(TUTORIAL_QUERIES) {
         let panel = dashboard
             .panel(title)
             .unwrap_or_else(|| panic!("panel {title:?}"));
         assert_eq!(
             without_variable_matchers(&panel.targets[0].expr).replace("$__rate_interval", "1m"),
-            seed,
-            "{title}: the first query is the seed's"
+            query,
+            "{title}: the first query is the original tutorial's"
         );
     }
     for (title, unit) in [

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, Expect, LONG_TERM_STORE_UID, QueryContext, Variables, dashboard_file,
     expect_under_ordinary_traffic, load_dashboard,
@@ -43,7 +44,7 @@ const WAIT: Duration = Duration::from_secs(45);
 const BOTH_RUN: Duration = Duration::from_secs(20);
 /// Traffic after one Prometheus stopped: longer than the dashboard's rate window
 /// below, so that window sees only samples written after the stop; and long enough
-/// that the seed's one-minute windows at the end lie wholly after the series began.
+/// that the original tutorial's one-minute windows at the end lie wholly after the series began.
 const ONE_RUNS: Duration = Duration::from_secs(45);
 /// Pause between rounds of (200, 401, 400) logins, per replica.
 const TRAFFIC_PAUSE: Duration = Duration::from_millis(100);
@@ -64,12 +65,6 @@ const REMOTE_WRITE_LAG_LIMIT: f64 = 10.0;
 /// the stricter one). More pending than that means the queue fills faster than it
 /// sends.
 const QUEUE_CAPACITY: f64 = 2500.0;
-/// The seed's queries, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -410,13 +405,13 @@ impl Run {
         }
     }
 
-    /// The seed's queries, and every panel query of the dashboard with each engine's
+    /// The original tutorial's queries, and every panel query of the dashboard with each engine's
     /// variables, at the end of the traffic. Returns the largest difference.
     async fn check_same_answers(&self) -> f64 {
         let (prometheus, victoria) = (self.a.api(), self.victoria.api());
         let mut largest = 0.0_f64;
         let end = self.traffic_end.floor() - 1.0;
-        for promql in SEED_QUERIES {
+        for promql in TUTORIAL_QUERIES {
             let difference = same_answer(
                 prometheus,
                 victoria,

@@ -17,18 +17,12 @@ use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::logins::send_logins;
 use login_metrics_testkit::server::TestServer;
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::promql::{result_numbers, single_value};
 use login_metrics_testkit::traffic::Traffic;
 
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const WAIT: Duration = Duration::from_secs(45);
-
-/// The three queries of the original tutorial, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 /// A server and a Prometheus scraping it, or `None` (already explained) when
 /// no Prometheus can run here.
@@ -65,14 +59,14 @@ async fn target_is_up_after_start() {
 }
 
 #[tokio::test]
-async fn seed_queries_return_data_after_traffic() {
+async fn the_tutorials_queries_return_data_after_traffic() {
     let Some((server, prometheus)) = server_and_prometheus().await else {
         return;
     };
     send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
     // Within a minute of the traffic, each [1m] window holds some of it: zero would
     // mean the requests were never counted.
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         prometheus
             .wait_for_nonzero(query, WAIT)
             .await
@@ -84,8 +78,8 @@ async fn seed_queries_return_data_after_traffic() {
 async fn every_promql_block_in_the_book_returns_data() {
     let blocks = promql_blocks().unwrap();
     assert!(
-        blocks.len() >= SEED_QUERIES.len(),
-        "the book shows at least the seed's queries"
+        blocks.len() >= TUTORIAL_QUERIES.len(),
+        "the book shows at least the original tutorial's queries"
     );
     // The shipped throttle, with this machine as the trusted proxy the traffic
     // comes through: the blocks about the throttle see it remember clients.
@@ -183,7 +177,7 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
     .await
     .unwrap();
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
-    // Wrong passwords too, so every seed query has something to rate below.
+    // Wrong passwords too, so every query of the tutorial has something to rate below.
     send_logins(&server.login_url(), 5, 3, 0).await.unwrap();
     wait_for_value(&prometheus, ok, 5.0).await;
 
@@ -202,7 +196,7 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
         (25.0..=30.0).contains(&increase),
         "increase() across the restart = {increase}, expected 25 to 30"
     );
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         prometheus
             .wait_for_nonzero(query, WAIT)
             .await

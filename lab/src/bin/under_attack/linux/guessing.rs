@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use super::exchange::{Counts, CpuShare, Outcome, Probes, describe, exchange, legitimate_user};
 use super::report::{Comparison, met};
 use super::{defences_off, defences_on};
