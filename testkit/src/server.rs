@@ -5,6 +5,8 @@
 //! from a container arrives through the docker bridge, not loopback.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -114,4 +116,34 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// How many logins a second this machine verifies: every hashing thread of a fresh
+/// pool busy with the demo user's password, four rounds, timed. A test that floods
+/// the server must offer more than this to see logins shed, and can check that it
+/// does rather than assume it.
+pub async fn hashing_capacity() -> f64 {
+    let users = Arc::new(UserStore::with_demo_user());
+    let logins = 4 * users.hashing().threads();
+    let started = Instant::now();
+    let verifications: Vec<_> = (0..logins)
+        .map(|_| {
+            let users = Arc::clone(&users);
+            tokio::spawn(async move {
+                users
+                    .verify("user", "pass".to_owned(), Duration::from_secs(600))
+                    .await
+            })
+        })
+        .collect();
+    for verification in verifications {
+        let verified = verification.await.expect("a verification task");
+        assert!(
+            matches!(verified, Ok(true)),
+            "the demo user verifies: {verified:?}"
+        );
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a few dozen logins")]
+    let logins = logins as f64;
+    logins / started.elapsed().as_secs_f64()
 }
