@@ -13,6 +13,7 @@ use anyhow::Context;
 use login_metrics_testkit::clients::{connect_from, login_request};
 use login_metrics_testkit::example;
 use login_metrics_testkit::exposition::sample;
+use login_metrics_testkit::wait::{Check, poll_blocking};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stats::ms;
@@ -197,16 +198,20 @@ impl Server {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let sent = Instant::now();
-        while sent.elapsed() < patience {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return format!(
-                    "exited {:.1} s after it, {status}",
-                    sent.elapsed().as_secs_f64()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited = poll_blocking("exited", patience, Duration::from_millis(20), || match self
+            .child
+            .try_wait()
+        {
+            Ok(Some(status)) => Check::Met(status),
+            _ => Check::NotYet(String::new()),
+        });
+        match exited {
+            Ok(status) => format!(
+                "exited {:.1} s after it, {status}",
+                sent.elapsed().as_secs_f64()
+            ),
+            Err(_) => format!("still running {} s after it: killed", patience.as_secs()),
         }
-        format!("still running {} s after it: killed", patience.as_secs())
     }
 
     /// One scrape: its latency and text, or why it failed.
