@@ -4,7 +4,7 @@
 //! salt and cost parameters travel with the hash, so a file of users can mix
 //! hashes made with different settings and still verify.
 //!
-//! Three choices here matter for monitoring as much as for security:
+//! Two choices here matter for monitoring as much as for security:
 //!
 //! * **Hashing runs on a pool of its own** ([`HashingPool`]), one low-priority
 //!   thread per core, never on the async runtime: one argon2 verification is
@@ -23,7 +23,7 @@ use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Ver
 use crate::hashing::{HashingPool, Refused};
 
 // ANCHOR: stored_hashes
-/// The demo user of the original tutorial, so the seed's requests work as is.
+/// The demo user of the original tutorial, so its requests work as is.
 pub const DEMO_USERNAME: &str = "user";
 
 /// argon2id hash of the demo password `pass` (argon2 crate defaults:
@@ -152,7 +152,8 @@ impl UserStore {
 
     /// How many argon2 verifications have run to the end (a match or a computed
     /// mismatch). Tests use it to prove that an unknown user costs a verification,
-    /// without measuring time.
+    /// without measuring time. (For tests: the `testing` feature.)
+    #[cfg(any(test, feature = "testing"))]
     #[must_use]
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)

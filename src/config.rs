@@ -6,13 +6,19 @@
 //! you say so. Prometheus running in Docker on Linux reaches the host through
 //! the docker bridge, which is *not* loopback, so that setup needs
 //! `--metrics-addr 0.0.0.0:8000` (see the book's Step 2).
+//!
+//! The defaults are written once, where they are explained: the limits in
+//! [`Limits`], the login rate in [`LoginRate`]. A switch read from the
+//! environment (`LOGIN_NO_LIMIT`) takes what people write: `1`, `true`, `yes`,
+//! `on`, and `0`, `false`, `no`, `off`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::builder::{BoolishValueParser, RangedU64ValueParser};
+use clap::{ArgAction, Parser};
 
 use crate::limits::{self, Limits};
 use crate::throttle::{LoginRate, Throttle};
@@ -38,16 +44,19 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
 
     /// Do not create the demo user `user` (password `pass`).
-    #[arg(long, env = "LOGIN_NO_DEMO_USER")]
+    #[arg(long, env = "LOGIN_NO_DEMO_USER", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     pub no_demo_user: bool,
 
     /// Longest a client may take to send a request's headers; also how long
     /// an idle keep-alive connection stays open.
-    #[arg(long, env = "LOGIN_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "LOGIN_HEADER_TIMEOUT", value_parser = duration,
+          default_value = shown(Limits::default().header_timeout))]
     pub header_timeout: Duration,
 
     /// Longest a client may take to send a login's body (408 past it).
-    #[arg(long, env = "LOGIN_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "LOGIN_BODY_TIMEOUT", value_parser = duration,
+          default_value = shown(Limits::default().body_timeout))]
     pub body_timeout: Duration,
 
     /// Most login connections open at once [default: half the open files
@@ -56,29 +65,33 @@ pub struct Config {
     pub max_connections: Option<u32>,
 
     /// How long requests in flight may take to finish after SIGTERM.
-    #[arg(long, env = "LOGIN_SHUTDOWN_GRACE", default_value = "8s", value_parser = duration)]
+    #[arg(long, env = "LOGIN_SHUTDOWN_GRACE", value_parser = duration,
+          default_value = shown(Limits::default().shutdown_grace))]
     pub shutdown_grace: Duration,
 
     /// Most login connections one client address may hold open.
-    #[arg(long, env = "LOGIN_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections_per_client: u32,
+    #[arg(long, env = "LOGIN_MAX_CONNECTIONS_PER_CLIENT",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+          default_value_t = Limits::default().max_connections_per_client)]
+    pub max_connections_per_client: usize,
 
     /// Longest a login may wait for a hashing thread; 503 at once past it.
-    #[arg(long, env = "LOGIN_MAX_HASH_WAIT", default_value = "500ms", value_parser = duration)]
+    #[arg(long, env = "LOGIN_MAX_HASH_WAIT", value_parser = duration,
+          default_value = shown(Limits::default().max_hash_wait))]
     pub max_hash_wait: Duration,
 
     /// Login attempts a client address may make at once.
-    #[arg(long, env = "LOGIN_BURST", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub login_burst: u32,
+    #[arg(long, env = "LOGIN_BURST", default_value_t = LoginRate::default().burst)]
+    pub login_burst: NonZeroU32,
 
     /// Time for a client address to earn one more login attempt.
-    #[arg(long, env = "LOGIN_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "LOGIN_INTERVAL", value_parser = duration,
+          default_value = shown(LoginRate::default().interval))]
     pub login_interval: Duration,
 
     /// No per-client limit on login attempts (for load tests from one machine).
-    #[arg(long, env = "LOGIN_NO_LIMIT")]
+    #[arg(long, env = "LOGIN_NO_LIMIT", action = ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
     pub no_login_limit: bool,
 
     /// A reverse proxy (address or CIDR) whose `X-Forwarded-For` is believed;
@@ -87,6 +100,12 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 // ANCHOR_END: config
+
+/// A default duration as a flag takes it (`10s`, `500ms`): the defaults are the
+/// ones of [`Limits`] and [`LoginRate`], written once, there.
+fn shown(default: Duration) -> String {
+    humantime::format_duration(default).to_string()
+}
 
 /// A duration such as `10s` or `500ms`; zero would disable nothing and break
 /// everything, so it is refused.
@@ -138,18 +157,77 @@ impl Config {
             max_connections,
             shutdown_grace: self.shutdown_grace,
             max_hash_wait: self.max_hash_wait,
-            max_connections_per_client: usize::try_from(self.max_connections_per_client)
-                .unwrap_or(usize::MAX),
+            max_connections_per_client: self.max_connections_per_client,
         })
     }
 
     /// The per-client throttle these settings ask for.
     #[must_use]
     pub fn throttle(&self) -> Throttle {
-        let rate = (!self.no_login_limit).then(|| LoginRate {
-            burst: NonZeroU32::new(self.login_burst).unwrap_or(NonZeroU32::MIN),
+        let rate = (!self.no_login_limit).then_some(LoginRate {
+            burst: self.login_burst,
             interval: self.login_interval,
         });
         Throttle::new(rate, self.trusted_proxies.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// What a switch's environment variable parses to. The flag itself takes no
+    /// value, so the switch is given one here, parsed by the same value parser
+    /// that reads its variable.
+    fn switch(id: &str, value: &str) -> Result<bool, clap::Error> {
+        let command = Config::command().mut_arg(id, |arg| arg.action(ArgAction::Set).num_args(1));
+        let long = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .and_then(clap::Arg::get_long)
+            .expect("the switch has a flag")
+            .to_owned();
+        let matches =
+            command.try_get_matches_from(["login_server", &format!("--{long}"), value])?;
+        Ok(*matches.get_one::<bool>(id).expect("a bool"))
+    }
+
+    #[test]
+    fn switches_from_the_environment_take_what_people_write() {
+        for id in ["no_login_limit", "no_demo_user"] {
+            for yes in ["1", "true", "TRUE", "yes", "y", "on"] {
+                assert!(switch(id, yes).unwrap(), "{id}={yes}");
+            }
+            for no in ["0", "false", "no", "n", "off"] {
+                assert!(!switch(id, no).unwrap(), "{id}={no}");
+            }
+            assert!(switch(id, "maybe").is_err(), "{id}=maybe");
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_limits_and_login_rate() {
+        let config = Config::parse_from(["login_server"]);
+        let limits = config.limits(Some(20_000)).unwrap();
+        assert_eq!(
+            Limits {
+                max_connections: limits::MAX_DEFAULT_CONNECTIONS,
+                ..Limits::default()
+            },
+            limits
+        );
+        assert_eq!(config.login_burst, LoginRate::default().burst);
+        assert_eq!(config.login_interval, LoginRate::default().interval);
+        assert!(config.throttle().is_on());
+        let help = Config::command().render_help().to_string();
+        for shown in [
+            "[default: 10s]",
+            "[default: 8s]",
+            "[default: 500ms]",
+            "[default: 64]",
+        ] {
+            assert!(help.contains(shown), "{shown} in:\n{help}");
+        }
     }
 }

@@ -68,10 +68,10 @@ pub struct HashingPool {
 /// What the pool is doing: jobs in it and waiting for it, and how long jobs take.
 #[derive(Debug, Default)]
 struct Jobs {
-    /// Handed to the pool and not finished.
-    now: AtomicUsize,
+    /// How many were handed to the pool and are not finished.
+    in_pool: AtomicUsize,
     /// The most there ever were in the pool at once.
-    peak: AtomicUsize,
+    peak_in_pool: AtomicUsize,
     /// Waiting for a permit.
     queued: AtomicUsize,
     /// Moving average of a job's duration, in nanoseconds (0: none yet).
@@ -134,7 +134,7 @@ impl HashingPool {
             .thread_name(|index| format!("hashing-{index}"))
             .start_handler(|_| lower_priority())
             // Without a handler rayon aborts the process on a panic; with it
-            // the job's answer channel is dropped and the caller sees JobFailed.
+            // the job's answer channel is dropped and the caller sees Refused::Failed.
             .panic_handler(|_| tracing::error!("a hashing job panicked"))
             .build()
             .expect("building the hashing thread pool");
@@ -191,7 +191,7 @@ impl HashingPool {
     #[must_use]
     pub fn expected_wait(&self) -> Duration {
         let ahead = self.jobs.queued.load(Ordering::SeqCst).saturating_sub(1)
-            + self.jobs.now.load(Ordering::SeqCst);
+            + self.jobs.in_pool.load(Ordering::SeqCst);
         let rounds = ahead / self.threads.max(1);
         self.jobs.average() * u32::try_from(rounds).unwrap_or(u32::MAX)
     }
@@ -207,8 +207,8 @@ struct Slot {
 
 impl Slot {
     fn take(permit: tokio::sync::OwnedSemaphorePermit, jobs: &Arc<Jobs>) -> Self {
-        let now = jobs.now.fetch_add(1, Ordering::SeqCst) + 1;
-        jobs.peak.fetch_max(now, Ordering::SeqCst);
+        let in_pool = jobs.in_pool.fetch_add(1, Ordering::SeqCst) + 1;
+        jobs.peak_in_pool.fetch_max(in_pool, Ordering::SeqCst);
         Self {
             _permit: permit,
             jobs: Arc::clone(jobs),
@@ -218,7 +218,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.jobs.now.fetch_sub(1, Ordering::SeqCst);
+        self.jobs.in_pool.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -231,22 +231,11 @@ impl HashingPool {
 
     /// The most jobs that were ever in the pool (running or queued) at once.
     /// Never more than [`threads`](Self::threads): the tests check it with
-    /// clients that hang up mid-hash.
+    /// clients that hang up mid-hash. (For tests: the `testing` feature.)
+    #[cfg(any(test, feature = "testing"))]
     #[must_use]
     pub fn peak_jobs(&self) -> usize {
-        self.jobs.peak.load(Ordering::SeqCst)
-    }
-
-    /// Jobs in the pool now (at most one per thread).
-    #[must_use]
-    pub fn busy(&self) -> usize {
-        self.load().busy()
-    }
-
-    /// Jobs waiting for a thread now: the hashing queue.
-    #[must_use]
-    pub fn queued(&self) -> usize {
-        self.load().queued()
+        self.jobs.peak_in_pool.load(Ordering::SeqCst)
     }
 
     /// A handle on the pool's load that outlives a borrow of the pool, for the
@@ -257,7 +246,9 @@ impl HashingPool {
     }
 
     /// The longest any job has waited for a thread. Never much more than the
-    /// `max_wait` the callers give: the tests check it under a flood.
+    /// `max_wait` the callers give: the tests check it under a flood. (For
+    /// tests: the `testing` feature.)
+    #[cfg(any(test, feature = "testing"))]
     #[must_use]
     pub fn longest_wait(&self) -> Duration {
         Duration::from_nanos(self.jobs.longest_wait_nanos.load(Ordering::Relaxed))
@@ -272,7 +263,7 @@ impl Load {
     /// Jobs in the pool now.
     #[must_use]
     pub fn busy(&self) -> usize {
-        self.0.now.load(Ordering::SeqCst)
+        self.0.in_pool.load(Ordering::SeqCst)
     }
 
     /// Jobs waiting for a thread now.
@@ -385,10 +376,10 @@ mod tests {
             async move { pool.run(|| 2, NO_BOUND).await }
         });
         // The second job is queued behind the first, which still holds the thread.
-        while pool.queued() == 0 {
+        while pool.load().queued() == 0 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(pool.busy(), 1);
+        assert_eq!(pool.load().busy(), 1);
         assert_eq!(pool.peak_jobs(), 1, "a second job joined the first");
         release.send(()).unwrap();
         assert_eq!(second.await.unwrap().unwrap(), 2);
@@ -438,7 +429,7 @@ mod tests {
             panic!("expected a refusal, got {refused:?}");
         };
         assert!(retry_after >= FIRST_GUESS, "one job ahead: {retry_after:?}");
-        assert_eq!(pool.queued(), 0);
+        assert_eq!(pool.load().queued(), 0);
         release.send(()).unwrap();
         first.await.unwrap().unwrap();
         assert!(

@@ -7,8 +7,9 @@
 //! - [`limits`]: timeouts, the connection budget and the shutdown grace.
 //! - [`auth`]: users as argon2 hashes, checked without revealing who exists.
 //! - [`hashing`]: the low-priority thread pool that password hashing runs on.
-//! - [`metrics`]: the seed-compatible metrics and the middleware that records
-//!   them and writes each request's log line.
+//! - [`metrics`]: the metrics of the original tutorial, and the middleware that
+//!   records them and writes each request's log line.
+//! - [`collector`]: metrics whose value lives elsewhere, read at each scrape.
 //! - [`routes`]: the router and the layer stack around `/login`.
 //! - [`error`]: the JSON error body.
 //! - [`logging`]: one line per request, written off the request path.
@@ -16,10 +17,13 @@
 //! - [`throttle`]: how many login attempts each client address may make.
 //!
 //! The machinery the tests use (real Prometheus and Grafana, the book's queries)
-//! is a crate of its own, `login-metrics-testkit`, so none of it is a dependency
-//! of this one.
+//! is a crate of its own, `login-metrics-testkit`, and the tools that measure the
+//! server another, `lab`, so none of it is a dependency of this one. The
+//! `testing` feature, which only they turn on, adds the few read-only views of
+//! internal counters they check that a server has no use for.
 
 pub mod auth;
+pub mod collector;
 pub mod config;
 pub mod error;
 pub mod hashing;

@@ -17,11 +17,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, Opts};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+use crate::collector::ReadAtScrape;
 
 /// Lines the queue holds before new ones are dropped: at ~150 bytes a line, about
 /// 1.5 MB, and several seconds of a flood's log lines.
@@ -150,51 +149,27 @@ impl<W: Write> Write for Paced<W> {
 }
 
 impl Logging {
-    /// A collector for `log_lines_dropped_total`, to register with the metrics.
+    /// `log_lines_dropped_total`, to register with the metrics: lines the log
+    /// queue had no room for, read from the writer's own count at each scrape.
     #[must_use]
-    pub fn dropped_lines_collector(&self) -> DroppedLines {
-        DroppedLines::new(self.dropped.clone())
+    pub fn dropped_lines_collector(&self) -> ReadAtScrape {
+        dropped_lines(self.dropped.clone())
     }
 }
 
-/// `log_lines_dropped_total`: lines the log queue had no room for, read from the
-/// writer's own count at each scrape.
-pub struct DroppedLines {
-    count: ErrorCounter,
-    desc: Desc,
-}
-
-impl DroppedLines {
-    fn new(count: ErrorCounter) -> Self {
-        let desc = Desc::new(
-            "log_lines_dropped_total".to_owned(),
-            "Log lines dropped because the log queue was full.".to_owned(),
-            Vec::new(),
-            std::collections::HashMap::new(),
-        )
-        .expect("a valid metric description");
-        Self { count, desc }
-    }
-}
-
-impl Collector for DroppedLines {
-    fn desc(&self) -> Vec<&Desc> {
-        vec![&self.desc]
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let snapshot =
-            IntCounter::with_opts(Opts::new(self.desc.fq_name.clone(), self.desc.help.clone()))
-                .expect("the same options as the description");
-        snapshot.inc_by(u64::try_from(self.count.dropped_lines()).unwrap_or(u64::MAX));
-        snapshot.collect()
-    }
+fn dropped_lines(count: ErrorCounter) -> ReadAtScrape {
+    ReadAtScrape::counter(
+        "log_lines_dropped_total",
+        "Log lines dropped because the log queue was full.",
+        move || count.dropped_lines(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use prometheus::core::Collector as _;
+    use std::sync::mpsc::{Receiver, Sender, channel};
 
     /// A writer that never accepts anything, like a log pipe nobody reads.
     struct Stalled(std::sync::mpsc::Receiver<()>);
@@ -209,13 +184,13 @@ mod tests {
         }
     }
 
-    /// A writer that records each `write` call it gets.
-    #[derive(Clone, Default)]
-    struct Recorded(Arc<Mutex<Vec<Vec<u8>>>>);
+    /// A writer that hands each `write` call it gets to the test, as it happens.
+    #[derive(Clone)]
+    struct Recorded(Sender<Vec<u8>>);
 
     impl std::io::Write for Recorded {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().push(buf.to_vec());
+            let _ = self.0.send(buf.to_vec());
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -223,48 +198,84 @@ mod tests {
         }
     }
 
+    /// Longer than any wait in these tests: a writer that does nothing for this
+    /// long has failed.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// A writer that flushes only when the test says so, as if every flush took
+    /// until then: while it is held, the writer thread is busy, not waiting for lines.
+    struct HeldFlush<W> {
+        inner: W,
+        flushing: Sender<()>,
+        release: Receiver<()>,
+    }
+
+    impl<W: std::io::Write> std::io::Write for HeldFlush<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            let flushed = self.inner.flush();
+            let _ = self.flushing.send(());
+            let _ = self.release.recv_timeout(PATIENCE);
+            flushed
+        }
+    }
+
     #[test]
     fn lines_arriving_while_the_writer_rests_go_out_together() {
-        let recorded = Recorded::default();
-        let paced = Paced::new(
-            std::io::BufWriter::with_capacity(64 * 1024, recorded.clone()),
-            // Short enough that dropping the guard, which waits up to a second
-            // for the writer thread, sees the last batch written.
-            Duration::from_millis(300),
-        );
+        let (to_test, written) = channel();
+        let (flushing, flushed) = channel();
+        let (release, released) = channel();
+        // The rest is a flush the test holds, not a length of time: what happens
+        // during it does not depend on how fast this machine is.
+        let held = HeldFlush {
+            inner: std::io::BufWriter::with_capacity(64 * 1024, Recorded(to_test)),
+            flushing,
+            release: released,
+        };
         let (mut writer, guard) = NonBlockingBuilder::default()
             .buffered_lines_limit(BUFFERED_LINES)
             .lossy(false)
-            .finish(paced);
+            .finish(Paced::new(held, Duration::ZERO));
         // An idle writer writes a line at once, then rests.
         writer.write_all(b"first\n").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while recorded.0.lock().unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the first line was never written"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // While it rests, lines arriving 2 ms apart pile up in the queue. (An idle
-        // writer would be woken by each and write each on its own.)
+        assert_eq!(written.recv_timeout(PATIENCE).unwrap(), b"first\n");
+        flushed
+            .recv_timeout(PATIENCE)
+            .expect("the writer rests after its batch");
+        // While it rests, lines pile up in the queue. (An idle writer would be
+        // woken by each and write each on its own.)
         for line in 0..40 {
             writer
                 .write_all(format!("line {line}\n").as_bytes())
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(2));
         }
-        drop(guard);
-        let calls = recorded.0.lock().unwrap();
-        let piles = &calls[1..];
-        assert!(
-            (1..=2).contains(&piles.len()),
+        release.send(()).unwrap();
+        flushed
+            .recv_timeout(PATIENCE)
+            .expect("the writer rests after its second batch");
+        let piles: Vec<Vec<u8>> = written.try_iter().collect();
+        assert_eq!(
+            piles.len(),
+            1,
             "40 lines took {} writes after the first",
             piles.len()
         );
-        let text: String = piles.iter().map(|w| String::from_utf8_lossy(w)).collect();
+        let text = String::from_utf8_lossy(&piles[0]);
         assert_eq!(text.lines().count(), 40);
         assert!(text.starts_with("line 0\n") && text.ends_with("line 39\n"));
+        drop(release);
+        drop(guard);
+    }
+
+    #[test]
+    fn the_writer_rests_after_each_flush() {
+        let rest = Duration::from_millis(20);
+        let mut paced = Paced::new(std::io::sink(), rest);
+        let started = std::time::Instant::now();
+        paced.flush().unwrap();
+        assert!(started.elapsed() >= rest, "{:?}", started.elapsed());
     }
 
     #[test]
@@ -274,7 +285,7 @@ mod tests {
             .buffered_lines_limit(4)
             .lossy(true)
             .finish(Stalled(stalled));
-        let collector = DroppedLines::new(writer.error_counter());
+        let collector = dropped_lines(writer.error_counter());
         // One line is taken by the stalled writer thread, four wait in the queue; with
         // a lossy queue the other 95 return at once instead of waiting.
         for _ in 0..100 {

@@ -34,6 +34,7 @@ use prometheus::{
 };
 use tower::{Layer, Service};
 
+use crate::collector::ReadAtScrape;
 use crate::logging;
 
 // ANCHOR: status_codes
@@ -270,38 +271,14 @@ impl Metrics {
     }
 
     /// Marks a request as in flight until the returned guard is dropped.
-    pub fn in_flight(&self) -> InFlight {
+    pub fn mark_in_flight(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
     }
 
-    /// The current value of `login_requests_total` for one status code.
-    #[must_use]
-    pub fn requests_with(&self, status: StatusCode) -> u64 {
-        self.requests.with_label_values(&[status.as_str()]).get()
-    }
-
-    /// How many latencies the histogram has recorded.
-    #[must_use]
-    pub fn latency_count(&self) -> u64 {
-        self.latency.get_sample_count()
-    }
-
-    /// The current value of `login_requests_in_flight`.
-    #[must_use]
-    pub fn in_flight_now(&self) -> i64 {
-        self.in_flight.get()
-    }
-
     /// Counts a request for a path the login listener does not serve.
-    pub fn unmatched(&self) {
+    pub fn count_unmatched(&self) {
         self.unmatched.inc();
-    }
-
-    /// The current value of `login_unmatched_requests_total`.
-    #[must_use]
-    pub fn unmatched_requests(&self) -> u64 {
-        self.unmatched.get()
     }
 
     /// Publishes the login listener's connection budget.
@@ -312,33 +289,19 @@ impl Metrics {
 
     /// Counts a connection that ended for `reason` (one that was never open,
     /// like a refused one, included).
-    pub fn connection_closed(&self, reason: Closed) {
+    pub fn count_closed_connection(&self, reason: Closed) {
         self.connections_closed
             .with_label_values(&[reason.as_str()])
             .inc();
     }
 
     /// Marks a connection as open until the returned guard is dropped.
-    pub fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+    pub fn mark_connection_open(self: &Arc<Self>) -> OpenConnection {
         self.connections_open.inc();
         OpenConnection {
             metrics: Arc::clone(self),
             closed: None,
         }
-    }
-
-    /// The current value of `login_connections_closed_total` for `reason`.
-    #[must_use]
-    pub fn connections_closed(&self, reason: Closed) -> u64 {
-        self.connections_closed
-            .with_label_values(&[reason.as_str()])
-            .get()
-    }
-
-    /// The current value of `login_connections_open`.
-    #[must_use]
-    pub fn connections_open(&self) -> i64 {
-        self.connections_open.get()
     }
 
     /// Registers a gauge whose value is read from `read` at each scrape: for
@@ -351,21 +314,8 @@ impl Metrics {
         help: &str,
         read: impl Fn() -> usize + Send + Sync + 'static,
     ) {
-        let gauge = GaugeFn {
-            desc: prometheus::core::Desc::new(
-                name.to_owned(),
-                help.to_owned(),
-                Vec::new(),
-                std::collections::HashMap::new(),
-            )
-            .expect("a valid gauge description"),
-            read: Box::new(read),
-        };
-        let same_name = GaugeFn {
-            desc: gauge.desc.clone(),
-            read: Box::new(|| 0),
-        };
-        let _ = self.registry.unregister(Box::new(same_name));
+        let gauge = ReadAtScrape::gauge(name, help, read);
+        let _ = self.registry.unregister(Box::new(gauge.same_name()));
         self.registry
             .register(Box::new(gauge))
             .expect("unique metric names");
@@ -379,25 +329,6 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
-    }
-}
-
-/// A gauge read from a closure at each scrape; see [`Metrics::gauge_fn`].
-struct GaugeFn {
-    desc: prometheus::core::Desc,
-    read: Box<dyn Fn() -> usize + Send + Sync>,
-}
-
-impl prometheus::core::Collector for GaugeFn {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        vec![&self.desc]
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let gauge = IntGauge::new(self.desc.fq_name.clone(), self.desc.help.clone())
-            .expect("the same options as the description");
-        gauge.set(i64::try_from((self.read)()).unwrap_or(i64::MAX));
-        prometheus::core::Collector::collect(&gauge)
     }
 }
 
@@ -444,7 +375,7 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.metrics.connections_open.dec();
         self.metrics
-            .connection_closed(self.closed.unwrap_or(Closed::Shutdown));
+            .count_closed_connection(self.closed.unwrap_or(Closed::Shutdown));
     }
 }
 // ANCHOR_END: open_connection
@@ -509,7 +440,7 @@ where
                 metrics: Arc::clone(&self.metrics),
                 started: Instant::now(),
                 line: RequestLine::of(&request),
-                _in_flight: self.metrics.in_flight(),
+                _in_flight: self.metrics.mark_in_flight(),
                 answered: false,
             },
             inner: self.inner.call(request),

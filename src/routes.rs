@@ -249,18 +249,16 @@ fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
 /// Wraps a route in the production stack: metrics outermost, so it sees the
 /// final status of everything inside, including panics turned into 500s.
 pub fn instrument(route: MethodRouter<AppState>, metrics: Arc<Metrics>) -> MethodRouter<AppState> {
-    stack(route, Some(TrackLayer::new(metrics)))
+    wrap_in_layers(route, Some(TrackLayer::new(metrics)))
 }
 
-/// Everything around a route but the metrics layer (and so the per-request log
-/// line, which that layer writes): a JSON 405 for other methods, panics turned
-/// into JSON 500s, the body limit.
-pub fn harden(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    stack(route, None)
-}
-
-/// One `layer` call for the whole stack: each call boxes the route again.
-fn stack(route: MethodRouter<AppState>, track: Option<TrackLayer>) -> MethodRouter<AppState> {
+/// The layers around a route, inside the metrics layer when there is one: a
+/// JSON 405 for other methods, panics turned into JSON 500s, the body limit.
+/// One `layer` call for them all: each call boxes the route again.
+fn wrap_in_layers(
+    route: MethodRouter<AppState>,
+    track: Option<TrackLayer>,
+) -> MethodRouter<AppState> {
     route
         .fallback(|| async { ApiError::method_not_allowed() })
         .layer(
@@ -286,10 +284,11 @@ pub fn app(state: AppState) -> Router {
 // ANCHOR_END: app
 
 /// [`app`] without the metrics layer (which also writes the log line), and
-/// nothing else changed: what the benchmarks compare with to measure what the
-/// layer costs.
+/// nothing else changed: what the lab compares with to measure what the layer
+/// costs. (For the lab: the `testing` feature.)
+#[cfg(feature = "testing")]
 pub fn app_without_metrics(state: AppState) -> Router {
-    with_login(harden(post(login)), state)
+    with_login(wrap_in_layers(post(login), None), state)
 }
 
 // ANCHOR: unmatched
@@ -299,7 +298,7 @@ fn with_login(login: MethodRouter<AppState>, state: AppState) -> Router {
     Router::new()
         .route("/login", login)
         .fallback(|State(state): State<AppState>| async move {
-            state.metrics.unmatched();
+            state.metrics.count_unmatched();
             ApiError::not_found()
         })
         .with_state(state)

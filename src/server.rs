@@ -181,7 +181,7 @@ impl Listener {
                 // client learns at once that it should come back later.
                 drop(stream);
                 if let Some(metrics) = &self.metrics {
-                    metrics.connection_closed(Closed::OverBudget);
+                    metrics.count_closed_connection(Closed::OverBudget);
                 } else {
                     // Not a warning per connection: a flood would fill the log.
                     // Prometheus reports its own failed scrapes.
@@ -193,11 +193,11 @@ impl Listener {
             if let Some(None) = client {
                 drop(stream);
                 if let Some(metrics) = &self.metrics {
-                    metrics.connection_closed(Closed::ClientOverBudget);
+                    metrics.count_closed_connection(Closed::ClientOverBudget);
                 }
                 continue;
             }
-            let open = self.metrics.as_ref().map(Metrics::connection_opened);
+            let open = self.metrics.as_ref().map(Metrics::mark_connection_open);
             let served = Arc::new(AtomicBool::new(false));
             let service = per_connection(self.router.clone(), peer, Arc::clone(&served));
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));

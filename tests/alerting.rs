@@ -11,9 +11,7 @@
 //! the wrong passwords come from many addresses, each too slow for the throttle,
 //! which is the case this alert is for (one address guessing is throttled instead).
 
-#[path = "support/example.rs"]
-mod support_example;
-use support_example::example;
+use login_metrics_testkit::example::example;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -23,9 +21,13 @@ use login_metrics::auth::UserStore;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
+use login_metrics_testkit::exposition::{ScrapeMetrics as _, sum};
 use login_metrics_testkit::harness::alertmanager::Alertmanager;
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
-use login_metrics_testkit::testing::{Notification, TestServer, Webhook};
+use login_metrics_testkit::promql::POLL_EVERY;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::wait::{Check, poll};
+use login_metrics_testkit::webhook::{Notification, Webhook};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -161,10 +163,10 @@ async fn credential_stuffing_reaches_the_page_webhook_firing_then_resolved() {
     // Each address stayed under the per-client throttle: no guess was refused
     // for its address. (On a busy machine a few may be shed, 503, like any login
     // that waits too long for a hashing thread.)
-    let metrics = &stack.server.state.metrics;
-    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 0);
-    let checked = metrics.requests_with(StatusCode::UNAUTHORIZED);
-    let shed = metrics.requests_with(StatusCode::SERVICE_UNAVAILABLE);
+    let counted = stack.server.state.metrics.scrape();
+    assert_eq!(counted.requests(StatusCode::TOO_MANY_REQUESTS), 0);
+    let checked = counted.requests(StatusCode::UNAUTHORIZED);
+    let shed = counted.requests(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(checked + shed, 324, "every wrong password answered once");
 
     let firing = stack
@@ -308,21 +310,23 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
         .unwrap();
     // ANCHOR: inhibited
     // Alertmanager holds it, inhibited by the down alert...
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let held = loop {
-        let alerts = alertmanager.alerts().await.unwrap();
-        if let Some(held) = alerts
-            .into_iter()
-            .find(|a| a["labels"]["alertname"] == "LoginPasswordGuessing")
-        {
-            break held;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Alertmanager never received LoginPasswordGuessing"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let held = poll(
+        "LoginPasswordGuessing held by Alertmanager",
+        WAIT,
+        POLL_EVERY,
+        || async {
+            let alerts = alertmanager.alerts().await.unwrap();
+            match alerts
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "LoginPasswordGuessing")
+            {
+                Some(held) => Check::Met(held.clone()),
+                None => Check::NotYet(format!("{alerts:?}")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     assert_eq!(held["status"]["state"], "suppressed", "{held}");
     assert!(
         held["status"]["inhibitedBy"]
@@ -330,8 +334,14 @@ async fn a_stopped_server_pages_once_and_its_other_alerts_are_inhibited() {
             .is_some_and(|by| !by.is_empty()),
         "{held}"
     );
-    // ...and no receiver hears of it, over several group intervals.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // ...and no receiver hears of it. Proven, not waited for: Alertmanager has run
+    // the notification pipeline over the alert twice since it held it (so the first
+    // run is over), and the same pipeline did page the down alert.
+    let considered = alertmanager.flushes_of("LoginPasswordGuessing").await;
+    alertmanager
+        .wait_for_flushes("LoginPasswordGuessing", considered + 2, WAIT)
+        .await
+        .unwrap();
     let leaked: Vec<Notification> = webhook
         .received()
         .into_iter()
@@ -405,8 +415,30 @@ async fn an_ha_pair_pages_once_for_a_stopped_server() {
         })
         .await
         .unwrap();
-    // ...and Alertmanager holds one alert, from both, over several group intervals.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // ...both have sent it to Alertmanager...
+    for prometheus in &pair {
+        poll(
+            "an alert sent to Alertmanager",
+            WAIT,
+            POLL_EVERY,
+            || async {
+                let own = prometheus.own_metrics().await.unwrap_or_default();
+                match sum(&own, "prometheus_notifications_sent_total") {
+                    Some(sent) if sent >= 1.0 => Check::Met(()),
+                    sent => Check::NotYet(format!("prometheus_notifications_sent_total {sent:?}")),
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|timed_out| panic!("{timed_out}"));
+    }
+    // ...and Alertmanager holds one alert, from both, through two runs of its
+    // notification pipeline since (the first of them over when the second starts).
+    let considered = alertmanager.flushes_of("LoginServerDown").await;
+    alertmanager
+        .wait_for_flushes("LoginServerDown", considered + 2, WAIT)
+        .await
+        .unwrap();
     let held: Vec<Value> = alertmanager
         .alerts()
         .await

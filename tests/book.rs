@@ -27,7 +27,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::sync::LazyLock;
 
-use login_metrics_testkit::book::{book_src_dir, markdown_files, promql_blocks};
+use login_metrics_testkit::book::{TUTORIAL_QUERIES, book_src_dir, markdown_files, promql_blocks};
 use pulldown_cmark::{Event, Options, Parser, Tag};
 use regex::Regex;
 
@@ -578,14 +578,10 @@ fn the_book_shows_the_tutorials_three_queries_as_promql_blocks() {
         .into_iter()
         .map(|block| block.query)
         .collect();
-    for seed in [
-        r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-        r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-        "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-    ] {
+    for tutorial in TUTORIAL_QUERIES {
         assert!(
-            queries.iter().any(|query| query == seed),
-            "no ```promql block holds `{seed}` verbatim; found {queries:#?}"
+            queries.iter().any(|query| query == tutorial),
+            "no ```promql block holds `{tutorial}` verbatim; found {queries:#?}"
         );
     }
 }

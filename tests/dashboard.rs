@@ -1,55 +1,45 @@
 //! The Grafana files, checked without Grafana: they parse into the typed structs of
 //! `login_metrics_testkit::dashboard`, every panel is complete and takes its data source
 //! from the dashboard's variable, every query filters by the `job` and `instance`
-//! variables and aggregates across instances, the compose stack is valid, and every
-//! panel's query — with Grafana's variables replaced the way Grafana replaces them —
-//! returns data from a real Prometheus scraping a real server that received traffic,
-//! and from the real VictoriaMetrics that Prometheus writes to.
-
-#[path = "support/traffic.rs"]
-mod traffic;
+//! variables and aggregates across instances, and every panel's query (with Grafana's
+//! variables replaced the way Grafana replaces them) returns data from a real
+//! Prometheus scraping a real server that received traffic, and from the real
+//! VictoriaMetrics that Prometheus writes to. (The Compose stack is `tests/compose.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
     DataSourceProvisioning, Expect, LONG_TERM_STORE_UID, Panel, QueryContext, Variables,
     dashboard_file, dashboard_provider_file, datasource_file, env_reference,
     expect_under_ordinary_traffic, load_dashboard, load_yaml, long_term_store_file,
+    query_range_as_grafana,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::harness::{grafana, prometheus};
-use login_metrics_testkit::promql::QueryApi;
-use login_metrics_testkit::testing::TestServer;
-use serde_json::Value;
-use serde_yaml_ng::Value as Yaml;
+use login_metrics_testkit::promql::{POLL_EVERY, QueryApi, defined_numbers};
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::Traffic;
+use login_metrics_testkit::wait::{Check, poll};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The scrape interval of the test harness' Prometheus (it rewrites prometheus.yml to 1 s).
 const HARNESS_SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 /// Roughly the width in pixels of a panel on a laptop screen: Grafana's `maxDataPoints`.
 const PANEL_POINTS: u32 = 1000;
 const DATA_TIMEOUT: Duration = Duration::from_secs(45);
+/// How much of the past the range queries ask for.
+const RANGE_QUERIED: Duration = Duration::from_secs(30);
 
-/// The original tutorial's queries, verbatim, with the panel title showing each.
-const SEED_PANELS: [(&str, &str); 3] = [
-    (
-        "Successful logins (200) per second",
-        r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    ),
-    (
-        "Client errors (4xx) per second",
-        r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    ),
-    (
-        "Average latency",
-        "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-    ),
+/// The panels showing the original tutorial's queries, in the order of
+/// [`TUTORIAL_QUERIES`].
+const TUTORIAL_PANELS: [&str; 3] = [
+    "Successful logins (200) per second",
+    "Client errors (4xx) per second",
+    "Average latency",
 ];
 
 /// The matchers every query of the dashboard carries, for its `job` and `instance`
@@ -65,32 +55,6 @@ fn dashboard() -> Dashboard {
 fn without_variable_matchers(expr: &str) -> String {
     expr.replace(&format!(", {VARIABLE_MATCHERS}"), "")
         .replace(&format!("{{{VARIABLE_MATCHERS}}}"), "")
-}
-
-fn yaml(path: &str) -> Yaml {
-    let path = Path::new(ROOT).join(path);
-    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The job of `prometheus.yml` that scrapes the login server (the target on :8000).
-fn login_job_name() -> String {
-    let config = yaml("prometheus.yml");
-    config["scrape_configs"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|job| {
-            job["static_configs"][0]["targets"]
-                .as_sequence()
-                .is_some_and(|t| {
-                    t.iter()
-                        .any(|t| t.as_str().is_some_and(|t| t.ends_with(":8000")))
-                })
-        })
-        .and_then(|job| job["job_name"].as_str())
-        .expect("a job scraping :8000 in prometheus.yml")
-        .to_owned()
 }
 
 #[test]
@@ -351,7 +315,7 @@ fn every_selector_of_every_query_filters_by_job_and_instance() {
 fn every_panel_aggregates_across_instances_sum_before_dividing_and_by_le_before_quantiles() {
     let dashboard = dashboard();
     // The queries left per series on purpose, one tile or line per instance (their
-    // legend says which): the up tiles, and the seed's average next to the
+    // legend says which): the up tiles, and the tutorial's average next to the
     // aggregated line.
     let per_instance_on_purpose = [("Target up", "A"), ("Average latency", "A")];
     for (panel, target) in dashboard.queries() {
@@ -426,16 +390,16 @@ fn range_windows_are_rate_interval_not_hard_coded() {
 }
 
 #[test]
-fn the_seed_queries_are_kept_with_rate_interval_instead_of_one_minute() {
+fn the_tutorials_queries_are_kept_with_rate_interval_instead_of_one_minute() {
     let dashboard = dashboard();
-    for (title, seed) in SEED_PANELS {
+    for (title, query) in TUTORIAL_PANELS.into_iter().zip(TUTORIAL_QUERIES) {
         let panel = dashboard
             .panel(title)
             .unwrap_or_else(|| panic!("panel {title:?}"));
         assert_eq!(
             without_variable_matchers(&panel.targets[0].expr).replace("$__rate_interval", "1m"),
-            seed,
-            "{title}: the first query is the seed's"
+            query,
+            "{title}: the first query is the original tutorial's"
         );
     }
     for (title, unit) in [
@@ -555,222 +519,6 @@ fn the_sre_panels_are_there() {
     );
 }
 
-#[test]
-fn the_docker_prometheus_config_is_the_repository_one_with_the_containers_as_targets() {
-    let mut docker = yaml("deploy/prometheus.docker.yml");
-    let original = yaml("prometheus.yml");
-    let targets = &mut docker["scrape_configs"][0]["static_configs"][0]["targets"];
-    assert_eq!(targets[0], "host.docker.internal:8000");
-    targets[0] = "localhost:8000".into();
-    // Compose's Alertmanager is the container named alertmanager.
-    let alertmanager = &mut docker["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
-    assert_eq!(alertmanager[0], "alertmanager:9093");
-    alertmanager[0] = "localhost:9093".into();
-    assert_eq!(docker, original);
-}
-
-/// `docker compose` (v2) or `docker-compose` (v1), whichever answers.
-fn compose_command() -> Option<Vec<&'static str>> {
-    [vec!["docker", "compose"], vec!["docker-compose"]]
-        .into_iter()
-        .find(|cmd| {
-            Command::new(cmd[0])
-                .args(&cmd[1..])
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
-fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
-    compose_config_with_profile(cmd, password, None)
-}
-
-fn compose_config_with_profile(
-    cmd: &[&str],
-    password: Option<&str>,
-    profile: Option<&str>,
-) -> std::process::Output {
-    let mut command = Command::new(cmd[0]);
-    command.args(&cmd[1..]);
-    if let Some(profile) = profile {
-        command.args(["--profile", profile]);
-    }
-    command
-        .args(["--file", "docker-compose.yml", "config"])
-        .current_dir(ROOT)
-        .env_remove("GRAFANA_ADMIN_PASSWORD")
-        .env_remove("GRAFANA_ANONYMOUS_ENABLED")
-        .env_remove("PROMETHEUS_URL");
-    if let Some(password) = password {
-        command.env("GRAFANA_ADMIN_PASSWORD", password);
-    }
-    command.output().unwrap()
-}
-
-#[test]
-fn the_compose_stack_is_valid_and_needs_an_admin_password() {
-    let Some(cmd) = compose_command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
-        return;
-    };
-    let output = compose_config(&cmd, Some("test-password"));
-    assert!(
-        output.status.success(),
-        "{} config: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
-    let services = &config["services"];
-    assert_eq!(services["prometheus"]["image"], prometheus::DEFAULT_IMAGE);
-    assert_eq!(services["grafana"]["image"], grafana::DEFAULT_IMAGE);
-    assert_eq!(
-        services["alertmanager"]["image"],
-        login_metrics_testkit::harness::alertmanager::DEFAULT_IMAGE
-    );
-    let env = &services["grafana"]["environment"];
-    assert_eq!(env["GF_SECURITY_ADMIN_PASSWORD"], "test-password");
-    assert_eq!(
-        env["GF_AUTH_ANONYMOUS_ENABLED"], "false",
-        "anonymous access is opt-in"
-    );
-    assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
-    assert_eq!(env["PROMETHEUS_URL"], "http://prometheus:9090");
-    assert_eq!(env["LONG_TERM_STORE_URL"], "http://victoria-metrics:8428");
-    assert_eq!(
-        env["PROMETHEUS_SCRAPE_INTERVAL"],
-        yaml("deploy/prometheus.docker.yml")["global"]["scrape_interval"],
-        "Grafana's timeInterval is Prometheus' scrape interval"
-    );
-    let extra_hosts = format!("{:?}", services["prometheus"]["extra_hosts"]);
-    assert!(
-        extra_hosts.contains("host.docker.internal:host-gateway"),
-        "{extra_hosts}"
-    );
-
-    let without = compose_config(&cmd, None);
-    assert!(
-        !without.status.success(),
-        "compose must refuse to start without a password"
-    );
-    assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
-}
-
-/// The value of `--flag=value` (or `-flag=value`) in a service's command.
-fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
-    service["command"]
-        .as_sequence()?
-        .iter()
-        .filter_map(Yaml::as_str)
-        .find_map(|arg| {
-            arg.trim_start_matches('-')
-                .strip_prefix(flag)?
-                .strip_prefix('=')
-        })
-}
-
-#[test]
-fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
-    let Some(cmd) = compose_command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
-        return;
-    };
-    let output = compose_config_with_profile(&cmd, Some("test-password"), Some("scale"));
-    assert!(
-        output.status.success(),
-        "{} --profile scale config: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
-    let services = &config["services"];
-    let mounts = |service: &Yaml| format!("{:?}", service["volumes"]);
-    for replica in ["a", "b"] {
-        let service = &services[format!("prometheus-{replica}").as_str()];
-        assert_eq!(service["image"], prometheus::DEFAULT_IMAGE, "{replica}");
-        assert_eq!(
-            format!("{:?}", service["profiles"]),
-            format!("{:?}", Yaml::Sequence(vec!["scale".into()])),
-            "only with --profile scale"
-        );
-        let volumes = mounts(service);
-        for needle in [
-            format!("deploy/scale/prometheus-{replica}.yml"),
-            "deploy/scale/targets".to_owned(),
-            "/etc/prometheus/targets".to_owned(),
-            // The pair evaluates the same rules as the single Prometheus.
-            "/rules:/etc/prometheus/rules:ro".to_owned(),
-        ] {
-            assert!(
-                volumes.contains(&needle),
-                "prometheus-{replica}: {needle} in {volumes}"
-            );
-        }
-        let ports = format!("{:?}", service["ports"]);
-        assert!(ports.contains("127.0.0.1"), "loopback only: {ports}");
-    }
-    let victoria = &services["victoria-metrics"];
-    assert_eq!(victoria["image"], victoria_metrics::DEFAULT_IMAGE);
-    assert!(format!("{:?}", victoria["profiles"]).contains("scale"));
-    // Deduplication at the pair's scrape interval, with the replica label dropped.
-    let pair_interval = yaml("deploy/scale/prometheus-a.yml")["global"]["scrape_interval"].clone();
-    assert_eq!(
-        flag(victoria, "dedup.minScrapeInterval"),
-        pair_interval.as_str()
-    );
-    assert_eq!(
-        flag(victoria, "relabelConfig"),
-        Some("/etc/victoria-metrics/relabel.yml")
-    );
-    assert!(mounts(victoria).contains(victoria_metrics::RELABEL_CONFIG));
-    // The pair writes where the service listens.
-    let remote = &yaml("deploy/scale/prometheus-a.yml")["remote_write"][0]["url"];
-    assert_eq!(remote, "http://victoria-metrics:8428/api/v1/write");
-    assert_eq!(
-        services["grafana"]["environment"]["LONG_TERM_STORE_URL"],
-        "http://victoria-metrics:8428"
-    );
-}
-
-/// A range query the way Grafana sends it: start and end aligned to the step.
-async fn query_range(api: &QueryApi, promql: &str, ctx: &QueryContext) -> anyhow::Result<Value> {
-    let step = ctx.interval.as_secs().max(1);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let end = now - now % step;
-    let start = end.saturating_sub(30);
-    #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly.
-    api.query_range(promql, start as f64, end as f64, Duration::from_secs(step))
-        .await
-}
-
-fn numbers(result: &Value) -> Vec<f64> {
-    result
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|series| series["values"].as_array().cloned().unwrap_or_default())
-        .chain(
-            result
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| s["value"].clone()),
-        )
-        .filter_map(|sample| {
-            sample
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|v| v.parse().ok())
-        })
-        .filter(|v: &f64| !v.is_nan())
-        .collect()
-}
-
 /// The dashboard's variables as Grafana resolves them against `api`, once the engine
 /// has the series their `label_values()` queries ask about.
 async fn resolve_variables(dashboard: &Dashboard, uid: &str, api: &QueryApi) -> Variables {
@@ -786,7 +534,7 @@ async fn every_query_returns_data(
     ctx: &QueryContext,
     uid: &str,
     api: &QueryApi,
-    traffic: &traffic::Traffic,
+    traffic: &Traffic,
 ) -> Variables {
     let variables = resolve_variables(dashboard, uid, api).await;
     // ANCHOR: every_query
@@ -811,8 +559,10 @@ async fn every_query_returns_data(
             .await
             .unwrap_or_else(|e| panic!("{what}: no data; last answer {}", e.last));
         if expect == Some(Expect::Zero) {
-            let ranged = query_range(api, &promql, ctx).await.unwrap();
-            let values = numbers(&ranged);
+            let ranged = query_range_as_grafana(api, &promql, ctx, RANGE_QUERIED)
+                .await
+                .unwrap();
+            let values = defined_numbers(&ranged);
             assert!(
                 !values.is_empty() && values.iter().all(|v| *v == 0.0),
                 "{what}: expected zeros, got {ranged}"
@@ -820,21 +570,25 @@ async fn every_query_returns_data(
             continue;
         }
         // The range query's end is aligned down to the step, so it may miss the
-        // newest sample for a moment: poll it too.
-        let deadline = Instant::now() + DATA_TIMEOUT;
-        // Zeros are not data: with traffic flowing, every panel has a non-zero point.
-        loop {
-            let ranged = query_range(api, &promql, ctx).await.unwrap();
-            if numbers(&ranged).iter().any(|v| *v != 0.0) {
-                break;
+        // newest sample for a moment: poll it too. Zeros are not data: with
+        // traffic flowing, every panel has a non-zero point.
+        let nonzero = format!("{what}: a non-zero number in the range query");
+        poll(&nonzero, DATA_TIMEOUT, POLL_EVERY, || async {
+            let ranged = query_range_as_grafana(api, &promql, ctx, RANGE_QUERIED)
+                .await
+                .unwrap();
+            if defined_numbers(&ranged).iter().any(|v| *v != 0.0) {
+                Check::Met(())
+            } else {
+                Check::NotYet(ranged.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: range query gave no non-zero number: {ranged}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        eprintln!("{what}: {}", numbers(&instant).first().unwrap_or(&f64::NAN));
+        })
+        .await
+        .unwrap_or_else(|timed_out| panic!("{timed_out}"));
+        eprintln!(
+            "{what}: {}",
+            defined_numbers(&instant).first().unwrap_or(&f64::NAN)
+        );
         assert!(!traffic.failed(), "the traffic generator stopped early");
     }
     // ANCHOR_END: every_query
@@ -864,29 +618,33 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
     let Some(prometheus) = builder.start().await.unwrap() else {
         return;
     };
-    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+    let traffic = Traffic::start(server.login_url(), Duration::from_millis(20));
     prometheus
         .wait_for_target_health("up", Duration::from_secs(30))
         .await
         .unwrap();
 
     let dashboard = dashboard();
-    let range = parse_relative(&dashboard.time.from);
+    let range = dashboard
+        .time
+        .length()
+        .expect("a relative range ending now, like now-15m");
     let ctx = QueryContext::for_panel(range, PANEL_POINTS, HARNESS_SCRAPE_INTERVAL);
     assert_eq!(ctx.rate_interval(), Duration::from_secs(4), "{ctx:?}");
 
     let variables =
         every_query_returns_data(&dashboard, &ctx, DATASOURCE_UID, prometheus.api(), &traffic)
             .await;
-    // "All" jobs is the job prometheus.yml defines; "All" instances is `.+`.
-    assert_eq!(variables.get("job"), Some(login_job_name().as_str()));
+    // "All" jobs is the job prometheus.yml defines (the one with the :8000 target);
+    // "All" instances is `.+`.
+    assert_eq!(variables.get("job"), Some(prometheus.job()));
     assert_eq!(variables.get("instance"), Some(".+"));
 
     // Values that must hold, not just exist.
-    let up = numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
+    let up = defined_numbers(&prometheus.query(r#"up{job="login_server"}"#).await.unwrap());
     assert_eq!(up, [1.0]);
     let ratio_panel = dashboard.panel("Login success ratio").unwrap();
-    let ratio = numbers(
+    let ratio = defined_numbers(
         &prometheus
             .wait_for_data(
                 &ctx.expand(&variables.expand(&ratio_panel.targets[0].expr)),
@@ -913,7 +671,7 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
         )
         .await;
         // One Prometheus writes: one series per target, not a copy per writer.
-        let up = numbers(&victoria.query(r#"up{job="login_server"}"#).await.unwrap());
+        let up = defined_numbers(&victoria.query(r#"up{job="login_server"}"#).await.unwrap());
         assert_eq!(up, [1.0], "VictoriaMetrics' up");
     }
 
@@ -922,22 +680,4 @@ async fn every_panel_query_returns_data_from_prometheus_and_from_the_long_term_s
         counts.ok > 0 && counts.unauthorized > 0 && counts.bad_request > 0,
         "{counts:?}"
     );
-}
-
-/// `now-15m` → 15 minutes (the dashboard's default range).
-fn parse_relative(from: &str) -> Duration {
-    let spec = from
-        .strip_prefix("now-")
-        .expect("a relative range like now-15m");
-    let (number, unit) = spec.split_at(spec.find(|c: char| !c.is_ascii_digit()).unwrap());
-    let n: u64 = number.parse().unwrap();
-    Duration::from_secs(
-        n * match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            other => panic!("unit {other:?} in {from}"),
-        },
-    )
 }

@@ -6,6 +6,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use login_metrics::auth::UserStore;
 use login_metrics::metrics::STATUS_CODES;
 use login_metrics::{AppState, app};
+use login_metrics_testkit::exposition::ScrapeMetrics as _;
 use proptest::prelude::*;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -78,9 +79,10 @@ proptest! {
                     prop_assert!(body["message"].is_string(), "error without message: {}", body);
                 }
             }
-            let counted: u64 = STATUS_CODES.iter().map(|code| state.metrics.requests_with(*code)).sum();
+            let scrape = state.metrics.scrape();
+            let counted: u64 = STATUS_CODES.iter().map(|code| scrape.requests(*code)).sum();
             prop_assert_eq!(counted, requests.len() as u64);
-            prop_assert_eq!(state.metrics.latency_count(), requests.len() as u64);
+            prop_assert_eq!(scrape.latency_count(), requests.len() as u64);
             Ok(())
         })?;
     }

@@ -11,11 +11,8 @@
 //! GRAFANA_IMAGE=grafana/grafana:12.4.11 cargo test --test grafana -- --nocapture
 //! ```
 
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, Dashboard, Expect, LONG_TERM_STORE_UID, Panel, QueryContext,
@@ -26,7 +23,9 @@ use login_metrics_testkit::harness::grafana::Grafana;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::promql::QueryApi;
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::Traffic;
+use login_metrics_testkit::wait::{Check, poll};
 use serde_json::{Value, json};
 
 /// What the Grafana data source is told: the harness' Prometheus scrapes every second.
@@ -95,15 +94,18 @@ async fn wait_for_panel_data(
         // (the alerts are checked on the answer as a whole, below).
         Some(Expect::Answer) => true,
     };
-    let deadline = Instant::now() + DATA_TIMEOUT;
-    loop {
-        let last = match grafana.query(&request).await {
+    let what = format!(
+        "values for panel {:?} query {} `{}` through Grafana",
+        panel.title, target.ref_id, target.expr
+    );
+    let answered = poll(&what, DATA_TIMEOUT, Duration::from_millis(500), || async {
+        match grafana.query(&request).await {
             // The alerts: any answer without an error, frames or none.
             Ok(answer)
                 if expect == Some(Expect::Answer)
                     && answer["results"][target.ref_id.as_str()]["error"].is_null() =>
             {
-                return;
+                Check::Met(())
             }
             Ok(answer) => match frame_values(&answer, &target.ref_id) {
                 Ok(values) if accept(&values) => {
@@ -114,23 +116,22 @@ async fn wait_for_panel_data(
                         target.ref_id,
                         values.len()
                     );
-                    return;
+                    Check::Met(())
                 }
-                Ok(_) => format!("frames without the values expected ({expect:?}): {answer}"),
-                Err(error) => format!("error: {error}"),
+                Ok(_) => Check::NotYet(format!(
+                    "frames without the values expected ({expect:?}): {answer}"
+                )),
+                Err(error) => Check::NotYet(format!("error: {error}")),
             },
-            Err(e) => format!("{e:#}"),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "panel {:?} query {} `{}` returned no values through Grafana within {DATA_TIMEOUT:?}\n\
-             request: {request}\nlast: {last}\nGrafana log:\n{}",
-            panel.title,
-            target.ref_id,
-            target.expr,
+            Err(e) => Check::NotYet(format!("{e:#}")),
+        }
+    })
+    .await;
+    if let Err(timed_out) = answered {
+        panic!(
+            "{timed_out}\nrequest: {request}\nGrafana log:\n{}",
             grafana.log_tail().await
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -220,7 +221,7 @@ async fn every_panel_returns_data_through_grafana() {
         .network_url()
         .expect("a URL on the network")
         .to_owned();
-    let traffic = traffic::Traffic::start(server.login_url(), Duration::from_millis(20));
+    let traffic = Traffic::start(server.login_url(), Duration::from_millis(20));
 
     let grafana = Grafana::start_with_long_term_store(
         &network,

@@ -10,6 +10,8 @@ use axum::routing::get;
 use login_metrics_testkit::harness::docker;
 use login_metrics_testkit::harness::engine::{Launch, Reach};
 use login_metrics_testkit::harness::prometheus::{self, BACKEND_ENV, Backend, Prometheus};
+use login_metrics_testkit::promql::POLL_EVERY;
+use login_metrics_testkit::wait::{Check, poll};
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -169,22 +171,19 @@ async fn prometheus_on_a_network_is_reachable_by_name() {
     );
 
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut last = serde_json::Value::Null;
-    loop {
-        if let Ok(response) = client.get(&peer_url).send().await
-            && let Ok(body) = response.json::<serde_json::Value>().await
-        {
-            if body["data"]["result"][0]["value"][1] == "1" {
-                break;
-            }
-            last = body;
+    let what = format!("the peer scraping {peer_target}");
+    let scraped = poll(&what, DEADLINE, POLL_EVERY, || async {
+        match client.get(&peer_url).send().await {
+            Ok(response) => match response.json::<serde_json::Value>().await {
+                Ok(body) if body["data"]["result"][0]["value"][1] == "1" => Check::Met(()),
+                Ok(body) => Check::NotYet(body.to_string()),
+                Err(e) => Check::NotYet(format!("{e}")),
+            },
+            Err(e) => Check::NotYet(format!("{e}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peer never scraped {peer_target}; last answer {last}; peer log:\n{}",
-            peer.logs().await
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    })
+    .await;
+    if let Err(timed_out) = scraped {
+        panic!("{timed_out}; peer log:\n{}", peer.logs().await);
     }
 }

@@ -4,9 +4,6 @@
 //! wait with are generous, because what they check is that something happens
 //! at all, not how fast.
 
-#[path = "support/example.rs"]
-mod support_example;
-
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -18,14 +15,15 @@ use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::{CLIENT_CLOSED_REQUEST, Closed, STATUS_CODES};
 use login_metrics::throttle::Throttle;
-use login_metrics_testkit::testing::{Login, TestServer};
+use login_metrics_testkit::clients::{
+    HALF_A_HEADER, HALF_A_LOGIN, connect_from, hang_up_mid_body, login_request, until_closed,
+};
+use login_metrics_testkit::exposition::{Scrape, ScrapeMetrics as _};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::wait::{Check, PATIENCE, eventually, poll, poll_blocking};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-
-/// Every wait in these tests ends by this deadline: long enough for a busy
-/// machine, short enough that a server that never acts fails the test.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Short limits, so that a test sees each one fire quickly. The defences of
 /// Step 8 (throttle, shedding, the per-client share of the budget) are out of
@@ -51,71 +49,38 @@ async fn server(limits: Limits) -> TestServer {
         .unwrap()
 }
 
-/// A connection from `127.0.0.<client>`, so that clients have addresses of
-/// their own, as they would in the wild.
-async fn connect_from(client: u8, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, client], 0)))
-        .unwrap();
-    socket.connect(to).await.unwrap()
-}
-
-/// Reads until the server closes the connection (end of file or reset) and
-/// returns what it sent; fails if it is still open after [`PATIENCE`].
-async fn until_closed(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buffer = [0; 4096];
-        loop {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the connection open");
-    String::from_utf8_lossy(&received).into_owned()
-}
-
-/// Polls `condition` every 10 ms until it holds, for up to [`PATIENCE`].
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Half of a request header: what a slowloris client sends before going silent.
-const HALF_A_HEADER: &[u8] = b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: appl";
-
 #[tokio::test]
 async fn a_stalled_header_is_cut_off_by_the_header_timeout() {
     let server = server(short_limits()).await;
     let metrics = Arc::clone(&server.state.metrics);
-    let mut client = connect_from(2, server.app_addr).await;
+    let mut client = connect_from([127, 0, 0, 2], server.app_addr).await.unwrap();
     client.write_all(HALF_A_HEADER).await.unwrap();
-    eventually("the connection is open", || metrics.connections_open() == 1).await;
+    eventually("the connection is open", || {
+        metrics.scrape().connections_open() == 1
+    })
+    .await;
 
     until_closed(&mut client).await;
     eventually("the connection is counted as closed", || {
-        metrics.connections_open() == 0
+        metrics.scrape().connections_open() == 0
     })
     .await;
-    assert_eq!(metrics.connections_closed(Closed::HeaderTimeout), 1);
-    assert_eq!(metrics.latency_count(), 0, "no request ever started");
+    assert_eq!(
+        metrics.scrape().connections_closed(Closed::HeaderTimeout),
+        1
+    );
+    assert_eq!(
+        metrics.scrape().latency_count(),
+        0,
+        "no request ever started"
+    );
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let server = server(short_limits()).await;
     let metrics = Arc::clone(&server.state.metrics);
-    let mut client = connect_from(3, server.app_addr).await;
+    let mut client = connect_from([127, 0, 0, 3], server.app_addr).await.unwrap();
     // One complete request, kept alive, then silence.
     client
         .write_all(b"GET /login HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -124,11 +89,14 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let answer = until_closed(&mut client).await;
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     eventually("the connection is counted as closed", || {
-        metrics.connections_open() == 0
+        metrics.scrape().connections_open() == 0
     })
     .await;
-    assert_eq!(metrics.connections_closed(Closed::IdleTimeout), 1);
-    assert_eq!(metrics.connections_closed(Closed::HeaderTimeout), 0);
+    assert_eq!(metrics.scrape().connections_closed(Closed::IdleTimeout), 1);
+    assert_eq!(
+        metrics.scrape().connections_closed(Closed::HeaderTimeout),
+        0
+    );
 }
 
 #[tokio::test]
@@ -136,7 +104,7 @@ async fn a_slow_body_is_cut_off_with_a_json_408_and_costs_no_hash() {
     let limits = short_limits();
     let server = server(limits).await;
     let state = server.state.clone();
-    let mut client = connect_from(4, server.app_addr).await;
+    let mut client = connect_from([127, 0, 0, 4], server.app_addr).await.unwrap();
     let body = br#"{"username":"user","password":"pass"}"#;
     client
         .write_all(
@@ -173,13 +141,9 @@ async fn a_slow_body_is_cut_off_with_a_json_408_and_costs_no_hash() {
     assert_eq!(json["error"], "body_timeout", "{json}");
     assert!(json["message"].is_string(), "{json}");
 
-    assert_eq!(
-        state
-            .metrics
-            .requests_with(reqwest::StatusCode::REQUEST_TIMEOUT),
-        1
-    );
-    assert_eq!(state.metrics.latency_count(), 1);
+    let counted = state.metrics.scrape();
+    assert_eq!(counted.requests(reqwest::StatusCode::REQUEST_TIMEOUT), 1);
+    assert_eq!(counted.latency_count(), 1);
     assert_eq!(state.users.verifications(), 0, "no hash for a slow body");
 }
 
@@ -187,15 +151,15 @@ async fn a_slow_body_is_cut_off_with_a_json_408_and_costs_no_hash() {
 async fn a_client_that_half_closes_mid_header_is_cut_off_and_counted() {
     let server = server(short_limits()).await;
     let metrics = Arc::clone(&server.state.metrics);
-    let mut client = connect_from(5, server.app_addr).await;
+    let mut client = connect_from([127, 0, 0, 5], server.app_addr).await.unwrap();
     client.write_all(HALF_A_HEADER).await.unwrap();
     client.shutdown().await.unwrap();
     until_closed(&mut client).await;
     eventually("the connection is counted as closed", || {
-        metrics.connections_open() == 0
+        metrics.scrape().connections_open() == 0
     })
     .await;
-    assert_eq!(metrics.connections_closed(Closed::ClientGone), 1);
+    assert_eq!(metrics.scrape().connections_closed(Closed::ClientGone), 1);
 }
 
 #[tokio::test]
@@ -210,22 +174,29 @@ async fn a_scrape_is_answered_while_the_login_port_is_at_its_budget() {
     let metrics = Arc::clone(&server.state.metrics);
     let mut stalled = Vec::new();
     for index in 0..budget {
-        let mut client = connect_from(10 + u8::try_from(index % 4).unwrap(), server.app_addr).await;
+        let mut client = connect_from(
+            [127, 0, 0, 10 + u8::try_from(index % 4).unwrap()],
+            server.app_addr,
+        )
+        .await
+        .unwrap();
         client.write_all(HALF_A_HEADER).await.unwrap();
         stalled.push(client);
     }
     eventually("the budget is full", || {
-        metrics.connections_open() == i64::try_from(budget).unwrap()
+        metrics.scrape().connections_open() == u64::try_from(budget).unwrap()
     })
     .await;
 
     // Ten more: each is closed at once, and counted.
     for _ in 0..10 {
-        let mut late = connect_from(14, server.app_addr).await;
+        let mut late = connect_from([127, 0, 0, 14], server.app_addr)
+            .await
+            .unwrap();
         until_closed(&mut late).await;
     }
     eventually("the refusals are counted", || {
-        metrics.connections_closed(Closed::OverBudget) == 10
+        metrics.scrape().connections_closed(Closed::OverBudget) == 10
     })
     .await;
 
@@ -247,7 +218,7 @@ async fn a_scrape_is_answered_while_the_login_port_is_at_its_budget() {
     // Once the stalled clients leave, logins are accepted again.
     drop(stalled);
     eventually("the stalled connections are gone", || {
-        metrics.connections_open() == 0
+        metrics.scrape().connections_open() == 0
     })
     .await;
     Login::Good
@@ -267,16 +238,12 @@ async fn clients_that_hang_up_mid_hash_never_run_more_hashes_than_cores() {
     .await;
     let state = server.state.clone();
     assert_eq!(state.users.hashing().threads(), cores);
-    let request = format!(
-        "POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{}",
-        Login::Good.body().len(),
-        Login::Good.body()
-    );
+    let request = login_request(Login::Good.body());
     let counted = || {
+        let scrape = state.metrics.scrape();
         STATUS_CODES
             .iter()
-            .map(|code| state.metrics.requests_with(*code))
+            .map(|code| scrape.requests(*code))
             .sum::<u64>()
     };
     // Every login reaches the server at once: a few are hashing, the rest
@@ -285,7 +252,10 @@ async fn clients_that_hang_up_mid_hash_never_run_more_hashes_than_cores() {
         .map(|index| {
             let (request, addr) = (request.clone(), server.app_addr);
             tokio::spawn(async move {
-                let mut stream = connect_from(20 + u8::try_from(index % 8).unwrap(), addr).await;
+                let mut stream =
+                    connect_from([127, 0, 0, 20 + u8::try_from(index % 8).unwrap()], addr)
+                        .await
+                        .unwrap();
                 stream.write_all(request.as_bytes()).await.unwrap();
                 stream
             })
@@ -297,7 +267,7 @@ async fn clients_that_hang_up_mid_hash_never_run_more_hashes_than_cores() {
     }
     let all = u64::try_from(clients).unwrap();
     eventually("every login reaches the router", || {
-        u64::try_from(state.metrics.in_flight_now()).unwrap() + counted() >= all
+        state.metrics.scrape().requests_in_flight() + counted() >= all
     })
     .await;
     // Then the clients hang up one after the other, so that each permit a
@@ -316,8 +286,8 @@ async fn clients_that_hang_up_mid_hash_never_run_more_hashes_than_cores() {
         (1..=cores).contains(&peak),
         "{peak} hashes in the pool at once on {cores} cores"
     );
-    let abandoned = state.metrics.requests_with(CLIENT_CLOSED_REQUEST);
-    let answered = state.metrics.requests_with(StatusCode::OK);
+    let abandoned = state.metrics.scrape().requests(CLIENT_CLOSED_REQUEST);
+    let answered = state.metrics.scrape().requests(StatusCode::OK);
     assert!(abandoned > 0, "no hang-up counted as 499");
     assert_eq!(abandoned + answered, u64::try_from(clients).unwrap());
 }
@@ -326,29 +296,26 @@ async fn clients_that_hang_up_mid_hash_never_run_more_hashes_than_cores() {
 async fn abandoned_logins_are_counted_as_499_and_timed() {
     let server = server(short_limits()).await;
     let metrics = Arc::clone(&server.state.metrics);
-    let mut client = connect_from(30, server.app_addr).await;
     // Headers and half the body, then the client is gone.
-    client
-        .write_all(
-            b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"username\"",
-        )
-        .await
-        .unwrap();
-    eventually("the request is in flight", || metrics.in_flight_now() == 1).await;
-    drop(client);
-    eventually("the request is counted", || metrics.latency_count() == 1).await;
+    hang_up_mid_body(&server, [127, 0, 0, 30]).await;
+    eventually("the request is counted", || {
+        metrics.scrape().latency_count() == 1
+    })
+    .await;
+    let counted = metrics.scrape();
     assert_eq!(
-        metrics.requests_with(CLIENT_CLOSED_REQUEST),
+        counted.requests(CLIENT_CLOSED_REQUEST),
         1,
         "{}",
-        metrics.render()
+        counted.text()
     );
-    assert_eq!(metrics.in_flight_now(), 0);
-    let text = metrics.render();
+    assert_eq!(counted.requests_in_flight(), 0);
     assert!(
-        text.contains("login_requests_total{status_code=\"499\"} 1"),
-        "{text}"
+        counted
+            .text()
+            .contains("login_requests_total{status_code=\"499\"} 1"),
+        "{}",
+        counted.text()
     );
 }
 
@@ -357,27 +324,13 @@ async fn a_404_flood_adds_one_series() {
     let server = server(short_limits()).await;
     let client = reqwest::Client::new();
     let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
-    let before = client
-        .get(server.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = scrape(server.metrics_addr).await;
     for index in 0..300 {
         let url = format!("http://{}/scan-{index}", server.app_addr);
         let response = client.post(url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
-    let after = client
-        .get(server.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = scrape(server.metrics_addr).await;
     assert!(
         after.contains("login_unmatched_requests_total 300"),
         "{after}"
@@ -388,7 +341,11 @@ async fn a_404_flood_adds_one_series() {
         series(&after),
         "the flood added series:\n{after}"
     );
-    assert_eq!(server.state.metrics.latency_count(), 0, "not logins");
+    assert_eq!(
+        server.state.metrics.scrape().latency_count(),
+        0,
+        "not logins"
+    );
 }
 
 #[tokio::test]
@@ -396,7 +353,9 @@ async fn hypers_own_431_and_400_answers_are_counted_by_reason() {
     let server = server(short_limits()).await;
     let metrics = Arc::clone(&server.state.metrics);
 
-    let mut huge = connect_from(40, server.app_addr).await;
+    let mut huge = connect_from([127, 0, 0, 40], server.app_addr)
+        .await
+        .unwrap();
     let cookie = "a".repeat(512 * 1024);
     // The server may answer and close before it has read everything.
     let _ = huge
@@ -405,17 +364,19 @@ async fn hypers_own_431_and_400_answers_are_counted_by_reason() {
     let answer = until_closed(&mut huge).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
-    let mut garbage = connect_from(41, server.app_addr).await;
+    let mut garbage = connect_from([127, 0, 0, 41], server.app_addr)
+        .await
+        .unwrap();
     garbage.write_all(b"HELLO\x01 THERE\r\n\r\n").await.unwrap();
     let answer = until_closed(&mut garbage).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 
     eventually("both connections are counted", || {
-        metrics.connections_open() == 0
+        metrics.scrape().connections_open() == 0
     })
     .await;
-    assert_eq!(metrics.connections_closed(Closed::TooLarge), 1);
-    assert_eq!(metrics.connections_closed(Closed::Malformed), 1);
+    assert_eq!(metrics.scrape().connections_closed(Closed::TooLarge), 1);
+    assert_eq!(metrics.scrape().connections_closed(Closed::Malformed), 1);
 }
 
 #[tokio::test]
@@ -449,6 +410,19 @@ async fn the_latency_histogram_tells_apart_latencies_up_to_10_seconds() {
     }
 }
 
+/// One scrape of the metrics listener at `metrics`; every scrape must be answered.
+async fn scrape(metrics: SocketAddr) -> String {
+    reqwest::Client::new()
+        .get(format!("http://{metrics}/metrics"))
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .expect("a scrape is answered")
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The example binary, killed when the test ends, pass or fail.
 struct Running(Child);
 
@@ -471,7 +445,7 @@ fn start_example(
     SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
-    let binary = support_example::example("login_server");
+    let binary = login_metrics_testkit::example::example("login_server");
     let mut command = Command::new("sh");
     command
         .arg("-c")
@@ -525,42 +499,36 @@ async fn the_metrics_port_keeps_descriptors_when_stalled_clients_fill_the_login_
     let (_server, login, metrics, _log) = start_example(256, &["--header-timeout", "60s"]);
     let mut stalled = Vec::new();
     for index in 0..300_u16 {
-        let Ok(mut client) = tokio::time::timeout(
+        let Ok(client) = tokio::time::timeout(
             PATIENCE,
-            connect_from(50 + u8::try_from(index % 4).unwrap(), login),
+            connect_from([127, 0, 0, 50 + u8::try_from(index % 4).unwrap()], login),
         )
         .await
         else {
             break;
         };
+        let mut client = client.unwrap();
         let _ = client.write_all(HALF_A_HEADER).await;
         stalled.push(client);
     }
     // The server accepts from its queue at its own pace: scrape until every
     // client has been accepted or refused. Every scrape must be answered.
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let scrape = loop {
-        let scrape = client
-            .get(format!("http://{metrics}/metrics"))
-            .timeout(PATIENCE)
-            .send()
-            .await
-            .expect("a scrape is answered")
-            .text()
-            .await
-            .unwrap();
-        if scrape.contains("login_connections_closed_total{reason=\"over_budget\"} 172")
-            || tokio::time::Instant::now() > deadline
-        {
-            break scrape;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(
-        scrape.contains("login_connections_closed_total{reason=\"over_budget\"} 172"),
-        "{scrape}"
-    );
+    let all_placed = "login_connections_closed_total{reason=\"over_budget\"} 172";
+    let scrape = poll(
+        "every stalled client accepted or refused",
+        PATIENCE,
+        Duration::from_millis(100),
+        || async {
+            let scrape = scrape(metrics).await;
+            if scrape.contains(all_placed) {
+                Check::Met(scrape)
+            } else {
+                Check::NotYet(scrape)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     assert!(scrape.contains("login_connections_open 128"), "{scrape}");
     assert!(scrape.contains("login_connections_max 128"), "{scrape}");
     drop(stalled);
@@ -569,7 +537,7 @@ async fn the_metrics_port_keeps_descriptors_when_stalled_clients_fill_the_login_
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_with_stalled_clients_exits_0_within_the_grace_period() {
-    let (mut server, login, _, log) = start_example(
+    let (mut server, login, metrics, log) = start_example(
         1024,
         &[
             "--header-timeout",
@@ -582,23 +550,37 @@ async fn sigterm_with_stalled_clients_exits_0_within_the_grace_period() {
     );
     let mut stalled = Vec::new();
     for index in 0..50_u8 {
-        let mut client = connect_from(60 + index % 4, login).await;
+        let mut client = connect_from([127, 0, 0, 60 + index % 4], login)
+            .await
+            .unwrap();
         client.write_all(HALF_A_HEADER).await.unwrap();
         stalled.push(client);
     }
     for index in 0..10_u8 {
-        let mut client = connect_from(64 + index % 4, login).await;
-        client
-            .write_all(
-                b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                  Content-Length: 100\r\n\r\n{\"user",
-            )
+        let mut client = connect_from([127, 0, 0, 64 + index % 4], login)
             .await
             .unwrap();
+        client.write_all(HALF_A_LOGIN).await.unwrap();
         stalled.push(client);
     }
-    // Give the server time to accept them all before the signal.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The signal comes once the server holds them all: 60 connections open, ten
+    // of them with a request in flight that the grace period cannot see finish.
+    poll(
+        "60 connections open and 10 requests in flight",
+        PATIENCE,
+        Duration::from_millis(20),
+        || async {
+            let text = scrape(metrics).await;
+            let seen = Scrape::from_text(text.as_str());
+            if seen.connections_open() == 60 && seen.requests_in_flight() == 10 {
+                Check::Met(())
+            } else {
+                Check::NotYet(text)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
 
     let signalled = std::time::Instant::now();
     let pid = server.0.id().to_string();
@@ -609,17 +591,16 @@ async fn sigterm_with_stalled_clients_exits_0_within_the_grace_period() {
             .unwrap()
             .success()
     );
-    let status = loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(6),
-            "still running {:?} after SIGTERM, with a 1 s grace period",
-            signalled.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = poll_blocking(
+        "exited within 6 s of SIGTERM, with a 1 s grace period",
+        Duration::from_secs(6),
+        Duration::from_millis(20),
+        || match server.0.try_wait().unwrap() {
+            Some(status) => Check::Met(status),
+            None => Check::NotYet(format!("still running {:?} after", signalled.elapsed())),
+        },
+    )
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     assert!(status.success(), "exit status after SIGTERM: {status}");
     // The process has exited: its log ends, and every line is in the channel.
     let log: Vec<String> = log.iter().collect();

@@ -4,9 +4,7 @@
 //! per-client throttle refuses none of its default traffic and throttles its one
 //! guessing address; and that it fails loudly when nothing listens.
 
-#[path = "support/example.rs"]
-mod support_example;
-use support_example::example;
+use login_metrics_testkit::example::example;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,7 +16,8 @@ use std::time::{Duration, Instant};
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::throttle::LoginRate;
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::exposition::ScrapeMetrics as _;
+use login_metrics_testkit::server::TestServer;
 use reqwest::StatusCode;
 
 /// Held by every test that makes a server hash passwords. Each server has a
@@ -145,16 +144,12 @@ async fn load_example_sends_the_requested_mix_and_the_server_counts_the_same() {
     );
 
     // The server's own counters agree with what the generator received.
-    let metrics = &server.state.metrics;
+    let counted = server.state.metrics.scrape();
     for (row, status, count) in &expected[..3] {
-        assert_eq!(
-            metrics.requests_with(*status),
-            *count,
-            "server count for {row}"
-        );
+        assert_eq!(counted.requests(*status), *count, "server count for {row}");
     }
-    assert_eq!(metrics.latency_count(), 60);
-    assert_eq!(metrics.in_flight_now(), 0);
+    assert_eq!(counted.latency_count(), 60);
+    assert_eq!(counted.requests_in_flight(), 0);
     server.stop().await.unwrap();
 }
 
@@ -230,13 +225,13 @@ async fn each_scenario_sends_its_own_mix() {
             "{scenario}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let metrics = &server.state.metrics;
+        let counted = server.state.metrics.scrape();
         let got = [
             StatusCode::OK,
             StatusCode::UNAUTHORIZED,
             StatusCode::BAD_REQUEST,
         ]
-        .map(|status| metrics.requests_with(status));
+        .map(|status| counted.requests(status));
         assert_eq!(
             got, expected,
             "{scenario}: 200/401/400 counted by the server"
@@ -268,11 +263,11 @@ async fn the_default_scenario_stays_under_the_per_client_limit() {
         "{stdout}"
     );
 
-    let metrics = &server.state.metrics;
-    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 0);
-    assert_eq!(metrics.requests_with(StatusCode::OK), 70);
-    assert_eq!(metrics.requests_with(StatusCode::UNAUTHORIZED), 25);
-    assert_eq!(metrics.requests_with(StatusCode::BAD_REQUEST), 5);
+    let counted = server.state.metrics.scrape();
+    assert_eq!(counted.requests(StatusCode::TOO_MANY_REQUESTS), 0);
+    assert_eq!(counted.requests(StatusCode::OK), 70);
+    assert_eq!(counted.requests(StatusCode::UNAUTHORIZED), 25);
+    assert_eq!(counted.requests(StatusCode::BAD_REQUEST), 5);
     // A malformed body is not an attempt the throttle counts, so the five
     // addresses that sent only one are not among those it remembers.
     assert_eq!(clients, 95, "client addresses the throttle saw:\n{stdout}");
@@ -313,10 +308,9 @@ async fn one_guessing_address_is_throttled() {
         "{stdout}"
     );
 
-    let metrics = &server.state.metrics;
-    let checked =
-        metrics.requests_with(StatusCode::OK) + metrics.requests_with(StatusCode::UNAUTHORIZED);
-    let throttled = metrics.requests_with(StatusCode::TOO_MANY_REQUESTS);
+    let counted = server.state.metrics.scrape();
+    let checked = counted.requests(StatusCode::OK) + counted.requests(StatusCode::UNAUTHORIZED);
+    let throttled = counted.requests(StatusCode::TOO_MANY_REQUESTS);
     let shipped = LoginRate::default();
     let refilled = elapsed.as_nanos().div_ceil(shipped.interval.as_nanos());
     let at_most = u64::from(shipped.burst.get()) + u64::try_from(refilled).unwrap();
@@ -360,7 +354,8 @@ async fn off_ipv4_loopback_everything_comes_from_one_address_and_the_generator_s
         server
             .state
             .metrics
-            .requests_with(StatusCode::TOO_MANY_REQUESTS)
+            .scrape()
+            .requests(StatusCode::TOO_MANY_REQUESTS)
             > 0
     );
     server.stop().await.unwrap();

@@ -1,6 +1,7 @@
 //! Claims the book makes about `POST /login`, one test each. Every test builds
 //! its own state, so counters start at zero and tests run in parallel.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use login_metrics::auth::UserStore;
 use login_metrics::metrics::STATUS_CODES;
 use login_metrics::routes::instrument;
 use login_metrics::{AppState, app};
-use login_metrics_testkit::testing::sample;
+use login_metrics_testkit::clients::hang_up_mid_body;
+use login_metrics_testkit::exposition::{ScrapeMetrics as _, sample};
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::wait::eventually;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -52,21 +56,22 @@ async fn send(
 
 /// Asserts that exactly one request was counted, under `status`, and timed.
 fn assert_counted_once_as(state: &AppState, status: StatusCode) {
+    let counted = state.metrics.scrape();
     for code in STATUS_CODES {
         let expected = u64::from(code == status);
         assert_eq!(
-            state.metrics.requests_with(code),
+            counted.requests(code),
             expected,
             "login_requests_total{{status_code=\"{}\"}} after one {status} response",
             code.as_str()
         );
     }
     assert_eq!(
-        state.metrics.latency_count(),
+        counted.latency_count(),
         1,
         "histogram count after one request"
     );
-    assert_eq!(state.metrics.in_flight_now(), 0, "nothing left in flight");
+    assert_eq!(counted.requests_in_flight(), 0, "nothing left in flight");
 }
 
 fn assert_error_body(body: &Value, error: &str) {
@@ -293,7 +298,7 @@ async fn other_paths_return_json_404_and_are_not_counted_as_logins() {
     let (status, _, body) = send(&state, request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error_body(&body, "not_found");
-    assert_eq!(state.metrics.latency_count(), 0);
+    assert_eq!(state.metrics.scrape().latency_count(), 0);
 }
 
 async fn buggy_handler() -> StatusCode {
@@ -330,13 +335,13 @@ async fn in_flight_gauge_returns_to_zero_when_the_request_is_dropped() {
             .is_err()
     );
     assert_eq!(
-        state.metrics.in_flight_now(),
+        state.metrics.scrape().requests_in_flight(),
         1,
         "in flight while being handled"
     );
     drop(request);
     assert_eq!(
-        state.metrics.in_flight_now(),
+        state.metrics.scrape().requests_in_flight(),
         0,
         "released when the future is dropped"
     );
@@ -385,7 +390,7 @@ async fn exposition_passes_promtool_check_metrics() {
     .await;
     let exposition = state.metrics.render();
     let Some(output) =
-        login_metrics_testkit::testing::promtool(&["check", "metrics"], exposition.as_bytes())
+        login_metrics_testkit::tools::promtool(&["check", "metrics"], exposition.as_bytes())
     else {
         return;
     };
@@ -399,9 +404,7 @@ async fn exposition_passes_promtool_check_metrics() {
 
 #[tokio::test]
 async fn metrics_listener_serves_the_text_format_over_http() {
-    let server = login_metrics_testkit::testing::TestServer::start_local()
-        .await
-        .unwrap();
+    let server = TestServer::start_local().await.unwrap();
     let client = reqwest::Client::new();
     let login = client
         .post(server.login_url())
@@ -427,38 +430,15 @@ async fn metrics_listener_serves_the_text_format_over_http() {
     server.stop().await.unwrap();
 }
 
-/// Polls `condition` every 10 ms for up to 10 s.
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn in_flight_gauge_returns_to_zero_when_a_real_client_hangs_up_mid_request() {
-    use tokio::io::AsyncWriteExt;
-    let server = login_metrics_testkit::testing::TestServer::start_local()
-        .await
-        .unwrap();
+    let server = TestServer::start_local().await.unwrap();
     let metrics = Arc::clone(&server.state.metrics);
-    let mut client = tokio::net::TcpStream::connect(server.app_addr)
-        .await
-        .unwrap();
-    // Promise 100 bytes of body, send 10: the server waits for the rest.
-    client
-        .write_all(
-            b"POST /login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-              Content-Length: 100\r\n\r\n{\"username\"",
-        )
-        .await
-        .unwrap();
-    eventually("the request is in flight", || metrics.in_flight_now() == 1).await;
-    drop(client);
-    eventually("the gauge is back to zero", || metrics.in_flight_now() == 0).await;
+    // Promise 100 bytes of body, send 11, and hang up while the server waits.
+    hang_up_mid_body(&server, Ipv4Addr::LOCALHOST).await;
+    eventually("the gauge is back to zero", || {
+        metrics.scrape().requests_in_flight() == 0
+    })
+    .await;
     server.stop().await.unwrap();
 }

@@ -1,15 +1,14 @@
 //! Runs the `login_server` example binary the way a user does, and talks to it
 //! over HTTP: the README's first command, tested.
 
-#[path = "support/example.rs"]
-mod support_example;
-use support_example::example;
+use login_metrics_testkit::example::example;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use login_metrics_testkit::testing::sample;
+use login_metrics_testkit::exposition::sample;
+use login_metrics_testkit::wait::{Check, poll_blocking};
 use serde_json::json;
 
 /// Kills the server when the test ends, pass or fail.
@@ -46,17 +45,16 @@ impl Server {
         let pid = self.process.0.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.process.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still running 10 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = poll_blocking(
+            "exited after SIGTERM",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || match self.process.0.try_wait().unwrap() {
+                Some(status) => Check::Met(status),
+                None => Check::NotYet("still running".to_owned()),
+            },
+        )
+        .unwrap_or_else(|timed_out| panic!("{timed_out}"));
         for reader in self.readers.drain(..) {
             reader.join().expect("the log reader ends at end of file");
         }
@@ -67,10 +65,16 @@ impl Server {
 /// Starts the example on free loopback ports with `RUST_LOG=log_level` and waits
 /// for its "listening" line. Its output goes to pipes, not a terminal.
 fn start_server(log_level: &str) -> Server {
+    start_server_with(log_level, &[])
+}
+
+/// [`start_server`] with more environment variables.
+fn start_server_with(log_level: &str, env: &[(&str, &str)]) -> Server {
     let mut child = example("login_server")
         .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
         .env_remove("NO_COLOR")
         .env("RUST_LOG", log_level)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -215,6 +219,22 @@ async fn passwords_never_reach_the_log_at_any_level() {
         assert!(
             leaks.is_empty(),
             "RUST_LOG={level}: the password leaked: {leaks:#?}"
+        );
+    }
+}
+
+/// A switch read from the environment takes what people write: `LOGIN_NO_LIMIT=1`
+/// turns the throttle off as `true` does, and `0` or `off` leave it on.
+#[test]
+fn login_no_limit_1_turns_the_per_client_throttle_off() {
+    for (value, on) in [("1", false), ("yes", false), ("0", true), ("off", true)] {
+        let server = start_server_with("info", &[("LOGIN_NO_LIMIT", value)]);
+        let line = std::iter::from_fn(|| server.lines.recv_timeout(Duration::from_secs(10)).ok())
+            .find(|line| line.contains("per-client login throttle"))
+            .unwrap_or_else(|| panic!("LOGIN_NO_LIMIT={value}: no throttle line"));
+        assert!(
+            line.contains(&format!(" on={on} ")),
+            "LOGIN_NO_LIMIT={value}: {line}"
         );
     }
 }

@@ -19,13 +19,11 @@
 //! half come from either replica, taken up to one scrape apart. Counters and gauges are
 //! compared exactly.
 
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, Expect, LONG_TERM_STORE_UID, QueryContext, Variables, dashboard_file,
     expect_under_ordinary_traffic, load_dashboard,
@@ -35,7 +33,8 @@ use login_metrics_testkit::harness::prometheus::{
 };
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::promql::{QueryApi, single_value};
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::{self, Traffic};
 use serde_json::Value;
 
 const REPLICAS: usize = 3;
@@ -45,7 +44,7 @@ const WAIT: Duration = Duration::from_secs(45);
 const BOTH_RUN: Duration = Duration::from_secs(20);
 /// Traffic after one Prometheus stopped: longer than the dashboard's rate window
 /// below, so that window sees only samples written after the stop; and long enough
-/// that the seed's one-minute windows at the end lie wholly after the series began.
+/// that the original tutorial's one-minute windows at the end lie wholly after the series began.
 const ONE_RUNS: Duration = Duration::from_secs(45);
 /// Pause between rounds of (200, 401, 400) logins, per replica.
 const TRAFFIC_PAUSE: Duration = Duration::from_millis(100);
@@ -66,12 +65,6 @@ const REMOTE_WRITE_LAG_LIMIT: f64 = 10.0;
 /// the stricter one). More pending than that means the queue fills faster than it
 /// sends.
 const QUEUE_CAPACITY: f64 = 2500.0;
-/// The seed's queries, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -251,9 +244,9 @@ async fn run_the_timeline() -> Option<Run> {
     );
 
     let started = unix_now();
-    let traffic: Vec<traffic::Traffic> = servers
+    let traffic: Vec<Traffic> = servers
         .iter()
-        .map(|s| traffic::Traffic::start(s.login_url(), TRAFFIC_PAUSE))
+        .map(|s| Traffic::start(s.login_url(), TRAFFIC_PAUSE))
         .collect();
     tokio::time::sleep(BOTH_RUN).await;
     let before_stop = [remote_write(&a).await, remote_write(&b).await];
@@ -412,13 +405,13 @@ impl Run {
         }
     }
 
-    /// The seed's queries, and every panel query of the dashboard with each engine's
+    /// The original tutorial's queries, and every panel query of the dashboard with each engine's
     /// variables, at the end of the traffic. Returns the largest difference.
     async fn check_same_answers(&self) -> f64 {
         let (prometheus, victoria) = (self.a.api(), self.victoria.api());
         let mut largest = 0.0_f64;
         let end = self.traffic_end.floor() - 1.0;
-        for promql in SEED_QUERIES {
+        for promql in TUTORIAL_QUERIES {
             let difference = same_answer(
                 prometheus,
                 victoria,

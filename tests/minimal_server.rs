@@ -3,33 +3,24 @@
 //! with `LOGIN_ADDR` and `LOGIN_METRICS_ADDR`. Each test is a claim of Step 1, or
 //! one of the shortcomings that "Hardening the server" starts from.
 
-#[path = "support/example.rs"]
-mod support_example;
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{dashboard_file, load_dashboard};
+use login_metrics_testkit::example::example;
+use login_metrics_testkit::exposition::sample;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::panels::{FIRST_ROW, row_answers};
 use login_metrics_testkit::repo_root;
-use login_metrics_testkit::testing::sample;
+use login_metrics_testkit::traffic;
+use login_metrics_testkit::wait::{Check, poll, poll_blocking};
 use regex::Regex;
 use reqwest::StatusCode;
-use support_example::example;
-
-/// The original tutorial's three queries, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 /// The minimal server, running; killed when dropped.
 struct Minimal {
@@ -113,16 +104,16 @@ impl Minimal {
 
     /// The exit status once the process has ended, waiting at most `patience`.
     fn exit_within(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_blocking(
+            "the minimal server to exit",
+            patience,
+            Duration::from_millis(50),
+            || match self.child.try_wait().unwrap() {
+                Some(status) => Check::Met(status),
+                None => Check::NotYet("still running".to_owned()),
+            },
+        )
+        .ok()
     }
 }
 
@@ -225,15 +216,21 @@ async fn a_login_whose_client_hangs_up_mid_body_is_counted_as_a_400() {
     std::thread::sleep(Duration::from_millis(100));
     drop(stream);
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = server.scrape().await;
-        if sample(&text, "login_request_latency_seconds_count") == Some(1.0) {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "never counted:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = poll(
+        "the abandoned login to be counted",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            let text = server.scrape().await;
+            if sample(&text, "login_request_latency_seconds_count") == Some(1.0) {
+                Check::Met(text)
+            } else {
+                Check::NotYet(text)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     assert_eq!(count(&text, "400"), Some(1.0), "{text}");
 }
 
@@ -294,7 +291,7 @@ async fn the_tutorials_queries_and_the_dashboards_first_row_answer_from_a_real_p
         .wait_for_target_health("up", Duration::from_secs(45))
         .await
         .unwrap();
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         let value = prometheus
             .wait_for_nonzero(query, Duration::from_secs(45))
             .await

@@ -1,7 +1,7 @@
 //! A newcomer's `cargo test` passes on any machine, and says what it did not check.
 //!
-//! The first two tests start a real Prometheus the way every end-to-end test does, with
-//! whatever this machine has. The others run this same test binary again as a child
+//! Two tests start a real Prometheus the way every end-to-end test does, with whatever
+//! this machine has: one decision, one note or one skip explained, whichever asks first. The others run this same test binary again as a child
 //! process, with the environment of another machine (no image, no binary, no Docker),
 //! and check what the child printed and how it ended: the engine launcher decides once
 //! per test binary, so the only way to test a decision is a fresh process.
@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use login_metrics_testkit::harness::engine::find_binary;
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::TestServer;
+use login_metrics_testkit::server::TestServer;
 
 /// An image name nobody publishes.
 const NO_SUCH_IMAGE: &str = "login-metrics/no-such-image:0";
 /// The filter that selects the two tests below in the child process.
-const STARTERS: &str = "test_to_start_prometheus";
+const STARTERS: &str = "test_starts_prometheus_or_skips";
 
 async fn start_prometheus_or_skip() {
     let server = TestServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
@@ -32,13 +32,15 @@ async fn start_prometheus_or_skip() {
         .unwrap();
 }
 
+/// Both this test and the next start Prometheus, in parallel; whichever asks first
+/// gets the one decision explained, the other a short line pointing at it.
 #[tokio::test]
-async fn first_test_to_start_prometheus() {
+async fn one_test_starts_prometheus_or_skips() {
     start_prometheus_or_skip().await;
 }
 
 #[tokio::test]
-async fn second_test_to_start_prometheus() {
+async fn another_test_starts_prometheus_or_skips() {
     start_prometheus_or_skip().await;
 }
 

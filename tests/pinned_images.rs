@@ -1,6 +1,6 @@
 //! One pinned tag per engine: the harness default, `docker-compose.yml`, the README
 //! and the book name the same image, so a reader never copies a tag the tests did not
-//! use. Every tag pinned here is one a release note confirms (see each default's doc).
+//! use. Every tag pinned here is one a release note confirms (see the test kit's docs, "Pinned images").
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@ use login_metrics_testkit::harness::prometheus::{
     config_for, rewrite_repository_config, rule_files_for_test,
 };
 use login_metrics_testkit::repo_root;
-use login_metrics_testkit::testing::promtool;
+use login_metrics_testkit::tools::promtool;
 
 /// Checks `yaml` as `prometheus.yml` in a directory that also holds `files`, so that
 /// its relative `rule_files` resolve the way they do next to the real file.

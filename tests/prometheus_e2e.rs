@@ -14,22 +14,15 @@ use login_metrics::throttle::{LoginRate, Throttle};
 use login_metrics_testkit::book::promql_blocks;
 use login_metrics_testkit::dashboard::QueryContext;
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{TestServer, send_logins};
-use serde_json::Value;
+use login_metrics_testkit::logins::send_logins;
+use login_metrics_testkit::server::TestServer;
 
-#[path = "support/traffic.rs"]
-mod traffic;
-use traffic::Traffic;
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
+use login_metrics_testkit::promql::{result_numbers, single_value};
+use login_metrics_testkit::traffic::Traffic;
 
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const WAIT: Duration = Duration::from_secs(45);
-
-/// The three queries of the original tutorial, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 /// A server and a Prometheus scraping it, or `None` (already explained) when
 /// no Prometheus can run here.
@@ -46,27 +39,6 @@ async fn server_and_prometheus() -> Option<(TestServer, Prometheus)> {
     );
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
     Some((server, prometheus))
-}
-
-/// The single number of an instant query answer.
-fn scalar(result: &Value) -> f64 {
-    let samples = result.as_array().expect("a vector result");
-    assert_eq!(samples.len(), 1, "expected one series, got {result}");
-    samples[0]["value"][1]
-        .as_str()
-        .expect("a sample value")
-        .parse()
-        .expect("a number")
-}
-
-/// The numbers of an instant query's `data.result` vector.
-fn numbers_of(result: &Value) -> Vec<f64> {
-    result
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|sample| sample["value"][1].as_str()?.parse().ok())
-        .collect()
 }
 
 /// Polls `promql` until its single value equals `expected`.
@@ -87,14 +59,14 @@ async fn target_is_up_after_start() {
 }
 
 #[tokio::test]
-async fn seed_queries_return_data_after_traffic() {
+async fn the_tutorials_queries_return_data_after_traffic() {
     let Some((server, prometheus)) = server_and_prometheus().await else {
         return;
     };
     send_logins(&server.login_url(), 20, 10, 5).await.unwrap();
     // Within a minute of the traffic, each [1m] window holds some of it: zero would
     // mean the requests were never counted.
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         prometheus
             .wait_for_nonzero(query, WAIT)
             .await
@@ -106,8 +78,8 @@ async fn seed_queries_return_data_after_traffic() {
 async fn every_promql_block_in_the_book_returns_data() {
     let blocks = promql_blocks().unwrap();
     assert!(
-        blocks.len() >= SEED_QUERIES.len(),
-        "the book shows at least the seed's queries"
+        blocks.len() >= TUTORIAL_QUERIES.len(),
+        "the book shows at least the original tutorial's queries"
     );
     // The shipped throttle, with this machine as the trusted proxy the traffic
     // comes through: the blocks about the throttle see it remember clients.
@@ -132,7 +104,7 @@ async fn every_promql_block_in_the_book_returns_data() {
         let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
         if block.expect_zero {
             let result = prometheus.wait_for_data(&query, WAIT).await;
-            let numbers = numbers_of(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
+            let numbers = result_numbers(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
             assert!(
                 numbers.iter().all(|v| *v == 0.0),
                 "{place}: expected 0, got {numbers:?}"
@@ -205,7 +177,7 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
     .await
     .unwrap();
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
-    // Wrong passwords too, so every seed query has something to rate below.
+    // Wrong passwords too, so every query of the tutorial has something to rate below.
     send_logins(&server.login_url(), 5, 3, 0).await.unwrap();
     wait_for_value(&prometheus, ok, 5.0).await;
 
@@ -214,17 +186,17 @@ async fn a_server_restart_is_seen_as_down_then_up_and_rate_survives_the_reset() 
     // Without reset handling this would be 5 - 20 < 0; with it, 20 + 5 = 25, which
     // Prometheus extrapolates to the end of the window by at most one scrape interval
     // (and not at all to its start, since the series began at 0): 25 to 30.
-    let increase = scalar(
-        &prometheus
-            .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
-            .await
-            .unwrap(),
-    );
+    let result = prometheus
+        .wait_for_data(&format!("increase({ok}[5m])"), WAIT)
+        .await
+        .unwrap();
+    let increase =
+        single_value(&result).unwrap_or_else(|| panic!("expected one series, got {result}"));
     assert!(
         (25.0..=30.0).contains(&increase),
         "increase() across the restart = {increase}, expected 25 to 30"
     );
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         prometheus
             .wait_for_nonzero(query, WAIT)
             .await

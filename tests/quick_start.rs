@@ -8,22 +8,21 @@
 //! 8000 and 9090, the scrape interval one second rather than 15, and the traffic
 //! shorter; nothing else changes. Grafana is the one part that cannot run here.
 
-#[path = "support/example.rs"]
-mod support_example;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{DASHBOARD_UID, dashboard_file, load_dashboard};
+use login_metrics_testkit::example::example;
 use login_metrics_testkit::harness::prometheus::config_for;
 use login_metrics_testkit::panels::{FIRST_ROW, row_answers};
 use login_metrics_testkit::promql::QueryApi;
 use login_metrics_testkit::repo_root;
+use login_metrics_testkit::wait::{Check, poll};
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use serde_yaml_ng::Value as Yaml;
-use support_example::example;
 
 /// The commands of the Docker path, in the order the page shows them.
 const WITH_DOCKER: [&str; 5] = [
@@ -42,13 +41,6 @@ const WITHOUT_DOCKER: [&str; 3] = [
 const TRAFFIC: &str = "cargo run --release --example load -- --rate 20 --duration 300";
 /// Where the page sends the reader.
 const DASHBOARD_URL: &str = "http://localhost:3000/d/login-metrics";
-
-/// The original tutorial's three queries, verbatim.
-const SEED_QUERIES: [&str; 3] = [
-    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
-    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
-    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
-];
 
 fn page() -> String {
     std::fs::read_to_string(repo_root().join("book/src/quick-start.md")).unwrap()
@@ -254,14 +246,19 @@ async fn the_native_path_fills_the_dashboards_first_row() {
         format!("http://{web}"),
         reqwest::Client::new(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.get_text("/-/ready").await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus at {web} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll(
+        &format!("Prometheus at {web} to be ready"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            match api.get_text("/-/ready").await {
+                Ok(_) => Check::Met(()),
+                Err(error) => Check::NotYet(error.to_string()),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
 
     // `cargo run --release --example load -- --rate 20 --duration 300`, shorter.
     let url = format!("http://{login}/login");
@@ -276,7 +273,7 @@ async fn the_native_path_fills_the_dashboards_first_row() {
     api.wait_for_value(&up, 1.0, Duration::from_secs(45))
         .await
         .unwrap_or_else(|e| panic!("{up}: {e:#}"));
-    for query in SEED_QUERIES {
+    for query in TUTORIAL_QUERIES {
         api.poll_for_nonzero(query, Duration::from_secs(45))
             .await
             .unwrap_or_else(|e| panic!("{query}: no non-zero answer; last {}", e.last));

@@ -8,9 +8,6 @@
 //! addresses into a targets directory the test owns, and starts a real Prometheus
 //! reading that directory: a bind mount in a container, the path itself natively.
 
-#[path = "support/traffic.rs"]
-mod traffic;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -19,8 +16,12 @@ use login_metrics_testkit::dashboard::{
     load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
+use login_metrics_testkit::logins::send_logins;
+use login_metrics_testkit::promql::POLL_EVERY;
 use login_metrics_testkit::promql::{QueryApi, single_value};
-use login_metrics_testkit::testing::{TestServer, send_logins};
+use login_metrics_testkit::server::TestServer;
+use login_metrics_testkit::traffic::Traffic;
+use login_metrics_testkit::wait::{Check, poll};
 use serde_json::Value;
 
 /// The configuration Step 9 ships for discovery, and its targets file.
@@ -213,9 +214,9 @@ async fn with_one_replica_stopped_up_says_two_of_three_and_the_aggregate_panels_
     let stopped = servers.pop().unwrap();
     let stopped_instance = format!("{host}:{}", stopped.metrics_addr.port());
     stopped.stop().await.unwrap();
-    let traffic: Vec<traffic::Traffic> = servers
+    let traffic: Vec<Traffic> = servers
         .iter()
-        .map(|s| traffic::Traffic::start(s.login_url(), Duration::from_millis(30)))
+        .map(|s| Traffic::start(s.login_url(), Duration::from_millis(30)))
         .collect();
     prometheus.wait_for_targets_up(2, 3, WAIT).await.unwrap();
 
@@ -251,20 +252,27 @@ async fn with_one_replica_stopped_up_says_two_of_three_and_the_aggregate_panels_
     // The per-instance panel shows the two replicas that serve, not the stopped one
     // (each appears once its rate window holds two scrapes).
     let per_instance = panel_query(&queries, r#""Requests per instance" A"#);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let instances = loop {
-        let result = api.query(per_instance).await.unwrap();
-        let instances: Vec<String> = result
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_owned))
-            .collect();
-        if instances.len() >= 2 || tokio::time::Instant::now() >= deadline {
-            break instances;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let instances = poll(
+        "the two serving replicas in the per-instance panel",
+        WAIT,
+        POLL_EVERY,
+        || async {
+            let result = api.query(per_instance).await.unwrap();
+            let instances: Vec<String> = result
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["metric"]["instance"].as_str().map(str::to_owned))
+                .collect();
+            if instances.len() >= 2 {
+                Check::Met(instances)
+            } else {
+                Check::NotYet(format!("{instances:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     assert_eq!(instances.len(), 2, "{instances:?}");
     assert!(!instances.contains(&stopped_instance), "{instances:?}");
 
@@ -282,7 +290,7 @@ async fn a_replica_added_to_the_targets_file_is_scraped_without_a_restart_or_a_r
     };
     let api = prometheus.api();
     let own = |page: &str, name: &str| {
-        login_metrics_testkit::testing::sample(page, name)
+        login_metrics_testkit::exposition::sample(page, name)
             .unwrap_or_else(|| panic!("no {name} on Prometheus' /metrics"))
     };
     let before = prometheus.own_metrics().await.unwrap();
@@ -326,10 +334,8 @@ async fn a_replica_added_to_the_targets_file_is_scraped_without_a_restart_or_a_r
 #[test]
 fn the_shipped_targets_files_list_the_same_replicas_for_the_host_and_for_compose() {
     let read = |path: &str| -> Vec<(String, String)> {
-        let path = login_metrics_testkit::repo_root().join(path);
-        let yaml: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        yaml.as_sequence()
+        login_metrics_testkit::repository_yaml(path)
+            .as_sequence()
             .unwrap()
             .iter()
             .flat_map(|group| group["targets"].as_sequence().unwrap().clone())

@@ -16,6 +16,7 @@ use login_metrics::auth::UserStore;
 use login_metrics::logging::REQUEST_TARGET;
 use login_metrics::metrics::STATUS_CODES;
 use login_metrics::{AppState, app};
+use login_metrics_testkit::exposition::ScrapeMetrics as _;
 use tower::ServiceExt;
 
 /// Everything logged on this thread while the guard lives, as the server's
@@ -102,6 +103,7 @@ async fn each_request_is_logged_once_with_the_status_it_is_counted_under() {
 
     let lines = log.request_lines();
     assert_eq!(lines.len(), 5, "one line per request: {lines:#?}");
+    let counted = state.metrics.scrape();
     for code in STATUS_CODES {
         let logged = lines
             .iter()
@@ -109,7 +111,7 @@ async fn each_request_is_logged_once_with_the_status_it_is_counted_under() {
             .count();
         assert_eq!(
             logged as u64,
-            state.metrics.requests_with(code),
+            counted.requests(code),
             "lines with status={} against the counter: {lines:#?}",
             code.as_str()
         );
@@ -150,7 +152,8 @@ async fn an_abandoned_request_is_logged_as_the_499_it_is_counted_as() {
     assert_eq!(
         state
             .metrics
-            .requests_with(login_metrics::metrics::CLIENT_CLOSED_REQUEST),
+            .scrape()
+            .requests(login_metrics::metrics::CLIENT_CLOSED_REQUEST),
         1
     );
 }

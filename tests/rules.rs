@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use login_metrics_testkit::book::markdown_files;
 use login_metrics_testkit::repo_root;
-use login_metrics_testkit::testing::{amtool, promtool};
+use login_metrics_testkit::repository_yaml;
+use login_metrics_testkit::tools::{amtool, promtool};
 use regex::Regex;
 use serde_yaml_ng::Value as Yaml;
 
@@ -15,13 +16,9 @@ const RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
 /// Where the book is published; every `runbook_url` starts with it.
 const BOOK_URL: &str = "https://login-metrics.github.io/login-metrics/";
 
-fn yaml(path: &str) -> Yaml {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(repo_root().join(path)).unwrap()).unwrap()
-}
-
 /// Every rule of a rule file, across its groups.
 fn rules(path: &str) -> Vec<Yaml> {
-    yaml(path)["groups"]
+    repository_yaml(path)["groups"]
         .as_sequence()
         .unwrap()
         .iter()
@@ -114,7 +111,7 @@ fn every_alert_has_a_firing_and_a_quiet_case_and_every_recording_rule_a_case() {
     let mut quiet = BTreeSet::new();
     let mut expressions = String::new();
     for file in rule_test_files() {
-        for test in yaml(&file)["tests"].as_sequence().unwrap() {
+        for test in repository_yaml(&file)["tests"].as_sequence().unwrap() {
             for case in test["alert_rule_test"].as_sequence().into_iter().flatten() {
                 let name = case["alertname"].as_str().unwrap().to_owned();
                 match case["exp_alerts"].as_sequence() {

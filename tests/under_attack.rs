@@ -4,6 +4,10 @@
 //! shed with fast 503s while the logins that are answered never waited past the
 //! bound; every 429 and 503 is counted once; one address cannot hold every
 //! connection. Every loop here is bounded in count and time.
+//!
+//! The two floods are load tests: they run under CI and with
+//! `LOGIN_METRICS_LOAD_TESTS=1`, and check their machine assumption (a flood this
+//! machine cannot answer in time) before they start.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,16 +20,20 @@ use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::Closed;
 use login_metrics::throttle::{LoginRate, Throttle};
+use login_metrics_testkit::clients::{HALF_A_HEADER, connect_from};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, Expect, QueryContext, Variables, dashboard_file, expect_under_ordinary_traffic,
     load_dashboard,
 };
+use login_metrics_testkit::exposition::{ScrapeMetrics as _, sample};
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{Login, TestServer, sample};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::{TestServer, hashing_capacity};
+use login_metrics_testkit::wait::eventually;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// A server on loopback with `limits` and `throttle`.
 async fn server(limits: Limits, throttle: Throttle) -> TestServer {
@@ -99,6 +107,26 @@ async fn login_with(
 
 const UNKNOWN_USER: &str = r#"{"username":"nobody","password":"guess"}"#;
 
+/// What the two floods below ask of the hashing threads: their clients keep about
+/// a thousand logins a second waiting at once for a bound of 100 or 200 ms.
+const FLOOD_DEMAND: f64 = 1000.0;
+
+/// The machine assumption of the floods: that they ask for at least twice what this
+/// machine's hashing threads answer, so that some logins wait past the bound and are
+/// shed. A machine with many cores answers such a flood in time and sheds nothing;
+/// there the test says so in one line instead of failing.
+async fn flood_outruns_hashing() -> bool {
+    let capacity = hashing_capacity().await;
+    if capacity * 2.0 < FLOOD_DEMAND {
+        return true;
+    }
+    login_metrics_testkit::env::skip(&format!(
+        "this machine verifies {capacity:.0} logins/s, too many for a flood of \
+         {FLOOD_DEMAND:.0}/s to be shed"
+    ));
+    false
+}
+
 #[tokio::test]
 async fn a_guessing_address_is_throttled_while_another_address_logs_in() {
     let server = server(Limits::default(), strict(5)).await;
@@ -123,10 +151,10 @@ async fn a_guessing_address_is_throttled_while_another_address_logs_in() {
         "another address is not throttled"
     );
 
-    let metrics = &server.state.metrics;
-    assert_eq!(metrics.requests_with(StatusCode::UNAUTHORIZED), 5);
-    assert_eq!(metrics.requests_with(StatusCode::TOO_MANY_REQUESTS), 7);
-    assert_eq!(metrics.requests_with(StatusCode::OK), 1);
+    let counted = server.state.metrics.scrape();
+    assert_eq!(counted.requests(StatusCode::UNAUTHORIZED), 5);
+    assert_eq!(counted.requests(StatusCode::TOO_MANY_REQUESTS), 7);
+    assert_eq!(counted.requests(StatusCode::OK), 1);
     // A throttled attempt is refused before any hashing.
     assert_eq!(server.state.users.verifications(), 6);
 }
@@ -194,6 +222,9 @@ async fn x_forwarded_for_is_believed_only_from_a_named_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_many_addresses_is_shed_and_answered_logins_never_waited_past_the_bound() {
+    if !login_metrics_testkit::env::load_tests_on() || !flood_outruns_hashing().await {
+        return;
+    }
     let bound = Duration::from_millis(200);
     let limits = Limits {
         max_hash_wait: bound,
@@ -244,10 +275,10 @@ async fn a_flood_from_many_addresses_is_shed_and_answered_logins_never_waited_pa
         "no login was shed: {seen:?}"
     );
     // Every answer counted once, each under its own status.
-    let metrics = &server.state.metrics;
+    let counted = server.state.metrics.scrape();
     for (status, count) in &seen {
         let status = StatusCode::from_u16(*status).unwrap();
-        assert_eq!(metrics.requests_with(status), *count, "{status}");
+        assert_eq!(counted.requests(status), *count, "{status}");
     }
     // The logins that got a thread never waited past the bound. The wait is
     // measured when the waiting task runs again, so the runtime's own delay,
@@ -263,21 +294,18 @@ async fn a_flood_from_many_addresses_is_shed_and_answered_logins_never_waited_pa
         pool.hashing().longest_wait()
     );
     assert!(pool.hashing().peak_jobs() <= threads);
-    assert_eq!(pool.hashing().queued(), 0, "nothing is left waiting");
+    assert_eq!(
+        counted.value("login_hashing_queued"),
+        Some(0.0),
+        "nothing is left waiting"
+    );
 }
 
 /// A connection from `127.0.0.<last>` that sends half a request header and
 /// stays silent.
 async fn stalled_from(last: u8, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, last], 0)))
-        .unwrap();
-    let mut stream = socket.connect(to).await.unwrap();
-    stream
-        .write_all(b"POST /login HTTP/1.1\r\nHost: x")
-        .await
-        .unwrap();
+    let mut stream = connect_from([127, 0, 0, last], to).await.unwrap();
+    stream.write_all(HALF_A_HEADER).await.unwrap();
     stream
 }
 
@@ -295,13 +323,16 @@ async fn one_address_cannot_hold_every_connection() {
         held.push(stalled_from(20, server.app_addr).await);
     }
     // The server closes the twelve over the address's share as it accepts them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while metrics.connections_closed(Closed::ClientOverBudget) < 12 {
-        assert!(tokio::time::Instant::now() < deadline, "not closed in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(metrics.connections_closed(Closed::ClientOverBudget), 12);
-    assert_eq!(metrics.connections_open(), 8);
+    eventually("the twelve over the share are closed", || {
+        metrics
+            .scrape()
+            .connections_closed(Closed::ClientOverBudget)
+            >= 12
+    })
+    .await;
+    let counted = metrics.scrape();
+    assert_eq!(counted.connections_closed(Closed::ClientOverBudget), 12);
+    assert_eq!(counted.connections_open(), 8);
     // Another address is served at once.
     let user = client_from([127, 0, 0, 21]);
     assert_eq!(
@@ -405,6 +436,9 @@ async fn defence_panel_queries(prometheus: &Prometheus) -> Vec<(String, String, 
 /// real Prometheus scraping a server under a guesser and a flood.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_defence_panels_show_an_attack_to_a_real_prometheus() {
+    if !login_metrics_testkit::env::load_tests_on() || !flood_outruns_hashing().await {
+        return;
+    }
     let limits = Limits {
         max_hash_wait: Duration::from_millis(100),
         ..Limits::default()

@@ -29,6 +29,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The original tutorial's three queries, verbatim: they must keep working
+/// against this server unchanged, so the book shows them and the tests run them.
+pub const TUTORIAL_QUERIES: [&str; 3] = [
+    r#"sum(rate(login_requests_total{status_code="200"}[1m]))"#,
+    r#"sum(rate(login_requests_total{status_code=~"4.."}[1m]))"#,
+    "rate(login_request_latency_seconds_sum[1m]) / rate(login_request_latency_seconds_count[1m])",
+];
+
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 /// One fenced `promql` block of the book.

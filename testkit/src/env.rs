@@ -15,6 +15,26 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| is_truthy(&value))
 }
 
+/// The variable that turns the load tests on outside CI: `1`, `true`, `yes`, `on`.
+pub const LOAD_TESTS_ENV: &str = "LOGIN_METRICS_LOAD_TESTS";
+
+/// Whether the load tests run: the tests that flood a server far past what the
+/// machine can answer, whose outcome depends on the machine as much as on the code.
+/// They run under CI ([`in_ci`]) and when [`LOAD_TESTS_ENV`] says so; otherwise this
+/// reports one `skipped:` line saying how to run them, and the caller returns.
+#[must_use]
+pub fn load_tests_on() -> bool {
+    let asked = std::env::var(LOAD_TESTS_ENV).is_ok_and(|value| is_truthy(&value));
+    if asked || in_ci() {
+        return true;
+    }
+    report(&format!(
+        "skipped: {}: a load test; run it with {LOAD_TESTS_ENV}=1 (CI runs it)",
+        current_test()
+    ));
+    false
+}
+
 fn is_truthy(value: &str) -> bool {
     !matches!(
         value.trim().to_ascii_lowercase().as_str(),

@@ -6,12 +6,15 @@
 //! [`VictoriaMetrics`](crate::harness::victoria_metrics::VictoriaMetrics)), so a test can send
 //! the same query to both and compare: `prometheus.api()` and `victoria.api()`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
+use crate::wait::{Check, TimedOut, poll};
+
+/// How often a wait asks an engine again: often enough to see a 1 s scrape soon after it.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// A client of one engine's query API.
 #[derive(Debug, Clone)]
@@ -19,13 +22,6 @@ pub struct QueryApi {
     name: &'static str,
     base_url: String,
     http: reqwest::Client,
-}
-
-/// [`QueryApi::poll_for_data`] gave up: the last answer, for the caller's report.
-#[derive(Debug, Clone)]
-pub struct NoData {
-    /// The last `data` (JSON) or error seen.
-    pub last: String,
 }
 
 impl QueryApi {
@@ -105,7 +101,7 @@ impl QueryApi {
     /// where zero is a correct answer; where traffic was sent, use
     /// [`poll_for_nonzero`](Self::poll_for_nonzero). `Err` carries the last answer;
     /// the wrappers add their own report to it.
-    pub async fn poll_for_data(&self, promql: &str, timeout: Duration) -> Result<Value, NoData> {
+    pub async fn poll_for_data(&self, promql: &str, timeout: Duration) -> Result<Value, TimedOut> {
         self.poll_until(promql, timeout, |numbers| !numbers.is_empty())
             .await
     }
@@ -113,7 +109,11 @@ impl QueryApi {
     /// Polls `promql` until at least one of its numbers is finite and not zero: the
     /// proof that traffic was counted. A rate over requests that were never recorded
     /// is 0, which [`poll_for_data`](Self::poll_for_data) would accept.
-    pub async fn poll_for_nonzero(&self, promql: &str, timeout: Duration) -> Result<Value, NoData> {
+    pub async fn poll_for_nonzero(
+        &self,
+        promql: &str,
+        timeout: Duration,
+    ) -> Result<Value, TimedOut> {
         self.poll_until(promql, timeout, |numbers| {
             numbers.iter().any(|v| v.is_finite() && *v != 0.0)
         })
@@ -127,48 +127,51 @@ impl QueryApi {
         promql: &str,
         timeout: Duration,
         accept: impl Fn(&[f64]) -> bool,
-    ) -> Result<Value, NoData> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.query_data(promql, None).await {
+    ) -> Result<Value, TimedOut> {
+        let what = format!("an answer to `{promql}` from {}", self.name);
+        poll(&what, timeout, POLL_EVERY, || async {
+            match self.query_data(promql, None).await {
                 Ok(data) if accept(&numbers(&data)) => {
-                    return Ok(data.get("result").cloned().unwrap_or(Value::Null));
+                    Check::Met(data.get("result").cloned().unwrap_or(Value::Null))
                 }
-                Ok(data) => data.to_string(),
-                Err(e) => format!("error: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(NoData { last });
+                Ok(data) => Check::NotYet(data.to_string()),
+                Err(e) => Check::NotYet(format!("error: {e:#}")),
             }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
+        })
+        .await
     }
 
     /// Polls the instant query `promql` until it returns exactly one series whose value
-    /// is `expected` (within 1e-9); `Err` shows the last answer.
+    /// is `expected` (within 1e-9); `Err` carries the last answer.
+    pub async fn poll_for_value(
+        &self,
+        promql: &str,
+        expected: f64,
+        timeout: Duration,
+    ) -> Result<Value, TimedOut> {
+        let what = format!("`{promql}` = {expected} in {}", self.name);
+        poll(&what, timeout, POLL_EVERY, || async {
+            match self.query(promql).await {
+                Ok(result) => match single_value(&result) {
+                    Some(value) if (value - expected).abs() < 1e-9 => Check::Met(result),
+                    _ => Check::NotYet(result.to_string()),
+                },
+                Err(e) => Check::NotYet(format!("error: {e:#}")),
+            }
+        })
+        .await
+    }
+
+    /// [`poll_for_value`](Self::poll_for_value), for an engine without a report of
+    /// its own to add.
     pub async fn wait_for_value(
         &self,
         promql: &str,
         expected: f64,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.query(promql).await {
-                Ok(result) => match single_value(&result) {
-                    Some(value) if (value - expected).abs() < 1e-9 => return Ok(()),
-                    _ => result.to_string(),
-                },
-                Err(e) => format!("error: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "{}: `{promql}` did not become {expected} within {timeout:?}; last answer: {last}",
-                    self.name
-                );
-            }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
+        self.poll_for_value(promql, expected, timeout).await?;
+        Ok(())
     }
 
     /// `GET path` (relative to the base URL); the JSON body of a 2xx answer.
@@ -232,25 +235,39 @@ pub fn has_data(data: &Value) -> bool {
 /// Every number of a query's `data` (vector, matrix or scalar), NaN left out.
 #[must_use]
 pub fn numbers(data: &Value) -> Vec<f64> {
-    let number = |sample: &Value| sample_value(sample).filter(|v| !v.is_nan());
-    let result = &data["result"];
     match data["resultType"].as_str() {
-        Some("vector") => result
-            .as_array()
+        Some("vector" | "matrix") => defined_numbers(&data["result"]),
+        Some("scalar") => sample_value(&data["result"])
+            .filter(|v| !v.is_nan())
             .into_iter()
-            .flatten()
-            .filter_map(|s| number(&s["value"]))
             .collect(),
-        Some("matrix") => result
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-            .filter_map(|sample| number(&sample))
-            .collect(),
-        Some("scalar") => number(result).into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// Every number of a `data.result` array, a vector's or a matrix's, **NaN
+/// included**: a check that every number is zero must see a NaN too.
+#[must_use]
+pub fn result_numbers(result: &Value) -> Vec<f64> {
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|series| match series.get("values") {
+            Some(values) => values.as_array().cloned().unwrap_or_default(),
+            None => vec![series["value"].clone()],
+        })
+        .filter_map(|sample| sample_value(&sample))
+        .collect()
+}
+
+/// [`result_numbers`] without NaN: the numbers that mean something.
+#[must_use]
+pub fn defined_numbers(result: &Value) -> Vec<f64> {
+    result_numbers(result)
+        .into_iter()
+        .filter(|v| !v.is_nan())
+        .collect()
 }
 
 /// The number of a `[time, "value"]` pair.
@@ -318,6 +335,13 @@ mod tests {
             [3.0]
         );
         assert_eq!(numbers(&vector("0")), [0.0]);
+        let result = json!([
+            {"metric": {}, "value": [1.0, "NaN"]},
+            {"metric": {}, "values": [[1.0, "0"], [2.0, "4"]]}
+        ]);
+        assert_eq!(result_numbers(&result).len(), 3);
+        assert!(result_numbers(&result)[0].is_nan());
+        assert_eq!(defined_numbers(&result), [0.0, 4.0]);
     }
 
     #[test]

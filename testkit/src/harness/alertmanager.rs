@@ -2,12 +2,14 @@
 //!
 //! [`Alertmanager::start`] runs the repository's routing, grouping and inhibition as
 //! written, with two changes a test needs: every receiver's webhook URL points at the
-//! test's own receiver ([`Webhook`](crate::testing::Webhook)), keeping its path
+//! test's own receiver ([`Webhook`](crate::webhook::Webhook)), keeping its path
 //! (`/page`, `/ticket`), and the grouping delays drop from `30s`/`5m` to one second,
 //! so that a notification, and the one saying an alert resolved, arrive within
 //! seconds. It runs where the [`engine`](super::engine) launcher decides: the image
 //! `ALERTMANAGER_IMAGE` (default [`DEFAULT_IMAGE`]) in Docker, or the `alertmanager`
 //! binary (Debian names it `prometheus-alertmanager`), with clustering turned off.
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -15,13 +17,11 @@ use serde_yaml_ng::Value as Yaml;
 
 use super::engine::{Engine, EngineSpec, Launch, Placement, Reach, Running};
 use super::prometheus;
+use crate::promql::POLL_EVERY;
+use crate::wait::{Check, poll};
 
-/// The image used when `ALERTMANAGER_IMAGE` is not set: the official one, pinned.
-///
-/// v0.34.0 (2026-08-16): its release notes are carried by the Renovate update of the
-/// Docker Hub image `prom/alertmanager` to v0.34.0 (prymitive/karma #7086, 2026-08-17).
-/// A 0.34.1 exists, but nothing found confirms its image. `docker-compose.yml` names
-/// the same tag, and a test checks that they agree.
+/// The image used when `ALERTMANAGER_IMAGE` is not set: the official one, pinned (why this
+/// tag: [the test kit's docs](crate#pinned-images)).
 pub const DEFAULT_IMAGE: &str = "prom/alertmanager:v0.34.0";
 /// Environment variable naming the Alertmanager image (`name:tag`).
 pub const IMAGE_ENV: &str = "ALERTMANAGER_IMAGE";
@@ -80,6 +80,9 @@ impl Alertmanager {
                         format!("--web.listen-address={}", ctx.listen),
                         // No gossip port: tests run side by side, each on its own.
                         "--cluster.listen-address=".to_owned(),
+                        // Each run of the notification pipeline is logged at debug:
+                        // what proves that an alert held back was considered.
+                        "--log.level=debug".to_owned(),
                     ],
                     ..Launch::default()
                 })
@@ -92,6 +95,41 @@ impl Alertmanager {
     #[must_use]
     pub fn engine(&self) -> &Running {
         &self.engine
+    }
+
+    /// How many times Alertmanager has run its notification pipeline over a group
+    /// holding an alert named `alertname`: the `flushing` lines of its debug log,
+    /// one per group interval. Each run sends, or holds back (inhibited, silenced),
+    /// what the group holds; runs of one group follow each other, so once a run has
+    /// started, the one before it has finished.
+    pub async fn flushes_of(&self, alertname: &str) -> usize {
+        let alert = format!("{alertname}[");
+        self.engine
+            .logs()
+            .await
+            .lines()
+            .filter(|line| line.contains("msg=flushing") && line.contains(&alert))
+            .count()
+    }
+
+    /// Waits until [`flushes_of`](Self::flushes_of) `alertname` reaches `count`.
+    pub async fn wait_for_flushes(
+        &self,
+        alertname: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("{count} runs of the notification pipeline over {alertname}");
+        poll(&what, timeout, POLL_EVERY, || async {
+            let flushes = self.flushes_of(alertname).await;
+            if flushes >= count {
+                Check::Met(())
+            } else {
+                Check::NotYet(format!("{flushes} runs"))
+            }
+        })
+        .await?;
+        Ok(())
     }
 
     /// `GET /api/v2/alerts`: every alert Alertmanager holds, with `status.state`

@@ -25,12 +25,10 @@ use serde_json::Value;
 
 use super::docker;
 use super::engine::{Engine, EngineSpec, Launch, Reach, Running};
+use crate::wait::{Check, poll};
 
-/// The image used when `GRAFANA_IMAGE` is not set: the official one, pinned.
-///
-/// 12.4.11 (2026-09-15) is the newest patch of Grafana 12.4 (supported to 2027-05-24)
-/// that a release note confirms. 12.4 reads the classic dashboard JSON this repository
-/// keeps (schema 42) natively; Grafana 13 still provisions it, but exports a v2 format.
+/// The image used when `GRAFANA_IMAGE` is not set: the official one, pinned (why this
+/// tag: [the test kit's docs](crate#pinned-images)).
 pub const DEFAULT_IMAGE: &str = "grafana/grafana:12.4.11";
 /// Environment variable naming the Grafana image (`name:tag`).
 pub const IMAGE_ENV: &str = "GRAFANA_IMAGE";
@@ -208,30 +206,40 @@ impl Grafana {
     }
 
     async fn wait_until_provisioned(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
         let datasource = format!("/api/datasources/uid/{}", crate::dashboard::DATASOURCE_UID);
-        loop {
-            let last = match self.health().await {
-                Ok(health) if health["database"] == "ok" => match self.get(&datasource).await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => format!("healthy, but the data source is not provisioned: {e:#}"),
-                },
-                Ok(health) => format!("health: {health}"),
-                Err(e) => format!("{e:#}"),
-            };
-            if let Some(exit) = self.engine.exited().await {
-                bail!(
-                    "Grafana exited before it was ready ({exit}; {last}); log:\n{}",
-                    self.log_tail().await
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "Grafana not ready within {STARTUP_TIMEOUT:?} (last: {last}); log:\n{}",
-                    self.log_tail().await
-                );
-            }
-            tokio::time::sleep(POLL_EVERY).await;
+        let ready = poll(
+            "Grafana ready with its data source",
+            STARTUP_TIMEOUT,
+            POLL_EVERY,
+            || async {
+                let last = match self.health().await {
+                    Ok(health) if health["database"] == "ok" => match self.get(&datasource).await {
+                        Ok(_) => return Check::Met(Ok(())),
+                        Err(e) => {
+                            format!("healthy, but the data source is not provisioned: {e:#}")
+                        }
+                    },
+                    Ok(health) => format!("health: {health}"),
+                    Err(e) => format!("{e:#}"),
+                };
+                match self.engine.exited().await {
+                    Some(exit) => Check::Met(Err(format!("{exit}; {last}"))),
+                    None => Check::NotYet(last),
+                }
+            },
+        )
+        .await;
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(exit)) => bail!(
+                "Grafana exited before it was ready ({exit}); log:\n{}",
+                self.log_tail().await
+            ),
+            Err(timed_out) => bail!(
+                "Grafana not ready within {STARTUP_TIMEOUT:?} (last: {}); log:\n{}",
+                timed_out.last,
+                self.log_tail().await
+            ),
         }
     }
 }

@@ -27,14 +27,8 @@ pub use super::engine::Backend;
 use super::engine::{Engine, EngineSpec, Launch, Reach, Running};
 use crate::promql::QueryApi;
 
-/// The image used when `VICTORIA_METRICS_IMAGE` is not set: the official one, pinned.
-///
-/// v1.144.0 is a community release; its release note ("v1.144.0, Released at
-/// 2026-05-22", quoted in VictoriaMetrics/operator pull request #2217, which made it
-/// the operator's default) confirms the tag. The long-term-support lines (v1.136.x,
-/// newest confirmed patch v1.136.20 of 2026-10-09) are, by their own release notes,
-/// bugfix lines "for VictoriaMetrics enterprise", so no community LTS image is pinned.
-/// `docker-compose.yml` and the book name the same tag; a test checks that they agree.
+/// The image used when `VICTORIA_METRICS_IMAGE` is not set: the official one, pinned (why this
+/// tag: [the test kit's docs](crate#pinned-images)).
 pub const DEFAULT_IMAGE: &str = "victoriametrics/victoria-metrics:v1.144.0";
 /// Environment variable naming the VictoriaMetrics image (`name:tag`).
 pub const IMAGE_ENV: &str = "VICTORIA_METRICS_IMAGE";

@@ -3,8 +3,8 @@
 //! time; about two and a half minutes per server.
 //!
 //! ```sh
-//! cargo run --release --example attack                              # this server
-//! cargo run --release --example attack -- --before OLD_LOGIN_SERVER # and an old one, side by side
+//! cargo run -p lab --release --bin attack                              # this server
+//! cargo run -p lab --release --bin attack -- --before OLD_LOGIN_SERVER # and an old one, side by side
 //! ```
 //!
 //! Each attack starts a fresh server process under `ulimit -n 4096`, so that a
@@ -35,10 +35,6 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
-#[path = "support/server_process.rs"]
-mod server_process;
-
-#[cfg(target_os = "linux")]
 mod linux {
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
@@ -49,10 +45,10 @@ mod linux {
     use comfy_table::{Table, presets};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use crate::server_process::{
-        LOGIN, OPEN_FILES, Server, WAIT, connect_from, login_request, login_server_binary, ms,
-        value,
-    };
+    use lab::server_process::{LOGIN, OPEN_FILES, Server, WAIT, login_server_binary};
+    use lab::stats::ms;
+    use login_metrics_testkit::clients::{connect_from, login_request};
+    use login_metrics_testkit::exposition::sample;
 
     /// Plays hostile clients against the login server and prints what it saw.
     #[derive(Debug, Parser)]
@@ -373,7 +369,7 @@ mod linux {
         ));
         report.push((
             "hang-ups: of which 499".into(),
-            value(&text, "login_requests_total{status_code=\"499\"}")
+            sample(&text, "login_requests_total{status_code=\"499\"}")
                 .map_or("n/a".into(), |v| v.to_string()),
         ));
         let reasons: Vec<String> = text
@@ -426,7 +422,7 @@ mod linux {
         report.push(("404 flood: answers/s".into(), format!("{rate:.0}")));
         report.push((
             "404 flood: login_unmatched_requests_total".into(),
-            value(&text, "login_unmatched_requests_total").map_or("n/a".into(), |v| v.to_string()),
+            sample(&text, "login_unmatched_requests_total").map_or("n/a".into(), |v| v.to_string()),
         ));
         report.push((
             "404 flood: series before → after".into(),
@@ -494,7 +490,7 @@ mod linux {
         ));
         let text = server.scrape().await.map(|(_, t)| t).unwrap_or_default();
         let bucket = |le: &str| {
-            value(
+            sample(
                 &text,
                 &format!("login_request_latency_seconds_bucket{{le=\"{le}\"}}"),
             )

@@ -3,10 +3,10 @@
 //! monitoring costs"). Run it under callgrind, once per variant:
 //!
 //! ```sh
-//! cargo build --release --example count_instructions
+//! cargo build -p lab --release --bin count_instructions
 //! for variant in without with; do
 //!   valgrind --tool=callgrind --separate-threads=yes \
-//!     --callgrind-out-file=/tmp/cg-$variant target/release/examples/count_instructions $variant 5000
+//!     --callgrind-out-file=/tmp/cg-$variant target/release/count_instructions $variant 5000
 //! done
 //! grep -h '^summary' /tmp/cg-without-01 /tmp/cg-with-01   # thread 1: the server
 //! ```

@@ -12,16 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::logins::Login;
 use anyhow::Context;
-use login_metrics_testkit::testing::Login;
 use tokio::task::JoinHandle;
 
 /// Requests answered, by expected status.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
+    /// Good logins, answered 200.
     pub ok: u64,
+    /// Wrong passwords, answered 401.
     pub unauthorized: u64,
+    /// Malformed bodies, answered 400.
     pub bad_request: u64,
+    /// Requests for a path the server does not serve, answered 404.
     pub not_found: u64,
 }
 
@@ -33,7 +37,7 @@ pub struct Traffic {
 
 impl Traffic {
     /// Starts sending rounds to `login_url`, pausing `pause` between rounds.
-    #[allow(dead_code)] // not every test binary that includes this file uses it
+    #[must_use]
     pub fn start(login_url: String, pause: Duration) -> Self {
         Self::start_with(login_url, pause, false)
     }
@@ -43,7 +47,7 @@ impl Traffic {
     /// client (10.0.x.y), the way a proxy forwards many users. A server that
     /// trusts 127.0.0.1 as its proxy throttles each of them on its own, so the
     /// traffic runs against the shipped throttle without being refused.
-    #[allow(dead_code)] // not every test binary that includes this file uses it
+    #[must_use]
     pub fn start_as_many_clients(login_url: String, pause: Duration) -> Self {
         Self::start_with(login_url, pause, true)
     }
@@ -98,6 +102,7 @@ impl Traffic {
     }
 
     /// Whether the generator stopped on its own (an unexpected answer).
+    #[must_use]
     pub fn failed(&self) -> bool {
         self.task.is_finished()
     }

@@ -15,7 +15,7 @@
 //! of expected" panels over that time, the way Grafana would, and draws them.
 //!
 //! ```sh
-//! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_scale_figures
+//! LOGIN_METRICS_PROMETHEUS=native cargo run -p lab --bin render_scale_figures
 //! ```
 
 use std::collections::BTreeMap;
@@ -26,16 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use lab::chart::{self, Chart, Line, SIZE};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::{Prometheus, TargetGroup, TargetsDir};
-use login_metrics_testkit::testing::{Login, TestServer};
-use phased_chart::{Chart, Line, SIZE};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
 use plotters::prelude::*;
-
-#[path = "support/phased_chart.rs"]
-mod phased_chart;
 
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const PHASE: Duration = Duration::from_secs(15);
@@ -61,7 +59,7 @@ type Pool = Arc<Mutex<Vec<String>>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/figures");
+    let out_dir = login_metrics_testkit::repo_root().join("book/src/figures");
     std::fs::create_dir_all(&out_dir)?;
 
     let Some(placement) = Prometheus::placement().await? else {
@@ -370,7 +368,7 @@ fn draw(
             (legend.as_str(), color, points.as_slice())
         })
         .collect();
-    phased_chart::draw(path, &chart, &drawn)?;
+    chart::draw(path, &chart, &drawn)?;
     summarize(lines);
     Ok(())
 }

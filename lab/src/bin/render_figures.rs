@@ -8,11 +8,11 @@
 //! would, and draws them. Sizing the phases from the machine's own capacity is what
 //! keeps the shapes the same on a fast machine and a slow one. Besides Step 5's
 //! charts, it draws the whole dashboard as the quick start shows it
-//! (`dashboard.svg`, see `support/dashboard_figure.rs`).
+//! (`dashboard.svg`, see `lab::dashboard_figure`).
 //!
 //! ```sh
-//! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures
-//! LOGIN_METRICS_PROMETHEUS=native cargo run --example render_figures -- dashboard.svg
+//! LOGIN_METRICS_PROMETHEUS=native cargo run -p lab --bin render_figures
+//! LOGIN_METRICS_PROMETHEUS=native cargo run -p lab --bin render_figures -- dashboard.svg
 //! ```
 //!
 //! With file names as arguments, only those figures are written.
@@ -24,18 +24,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use lab::chart::{self, Chart, Line, SIZE};
+use lab::dashboard_figure;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, QueryContext, Variables, dashboard_file, load_dashboard,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
-use login_metrics_testkit::testing::{Login, TestServer};
-use phased_chart::{Chart, Line, SIZE};
+use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::server::TestServer;
 use plotters::prelude::*;
-
-#[path = "support/dashboard_figure.rs"]
-mod dashboard_figure;
-#[path = "support/phased_chart.rs"]
-mod phased_chart;
 
 /// The whole-dashboard figure of the quick start.
 const DASHBOARD_FIGURE: &str = "dashboard.svg";
@@ -135,7 +132,7 @@ fn figures() -> Vec<Figure> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/figures");
+    let out_dir = login_metrics_testkit::repo_root().join("book/src/figures");
     std::fs::create_dir_all(&out_dir)?;
     // File names on the command line choose the figures; none means all of them.
     let chosen: Vec<String> = std::env::args().skip(1).collect();
@@ -416,5 +413,5 @@ fn draw(
         .iter()
         .map(|(series, points)| (series.legend, series.color, points.as_slice()))
         .collect();
-    phased_chart::draw(path, &chart, &lines)
+    chart::draw(path, &chart, &lines)
 }

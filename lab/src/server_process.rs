@@ -1,6 +1,6 @@
 //! The real `login_server` binary as a child process, measured from outside:
-//! shared by the benchmarks that attack it (`examples/attack.rs`,
-//! `examples/under_attack.rs`). Linux only: memory and CPU time come from `/proc`.
+//! shared by the tools that attack it (`attack`, `under_attack`). Linux only:
+//! memory and CPU time come from `/proc`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,8 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use login_metrics_testkit::clients::{connect_from, login_request};
+use login_metrics_testkit::example;
+use login_metrics_testkit::exposition::sample;
+use login_metrics_testkit::wait::{Check, poll_blocking};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+
+use crate::stats::ms;
 
 /// The open files limit each server runs under.
 pub const OPEN_FILES: u32 = 4096;
@@ -33,8 +38,11 @@ pub struct Launch {
 
 /// A server process, killed when dropped.
 pub struct Server {
+    /// The process (under `sh -c 'ulimit -n ...; exec ...'`, which it replaces).
     pub child: Child,
+    /// Where it serves `POST /login`.
     pub login: SocketAddr,
+    /// Where it serves `GET /metrics`.
     pub metrics: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -141,11 +149,14 @@ impl Server {
         )?)?)
     }
 
+    /// File descriptors open in the process now.
+    #[must_use]
     pub fn open_fds(&self) -> usize {
         self.process().and_then(|p| Ok(p.fd_count()?)).unwrap_or(0)
     }
 
     /// CPU time used so far.
+    #[must_use]
     pub fn cpu(&self) -> Duration {
         #[expect(clippy::cast_precision_loss, reason = "ticks per second are few")]
         let ticks = procfs::ticks_per_second() as f64;
@@ -159,6 +170,7 @@ impl Server {
     }
 
     /// Resident memory now and at its peak (`VmRSS`, `VmHWM`), in MiB.
+    #[must_use]
     pub fn memory(&self) -> (u64, u64) {
         self.process()
             .and_then(|p| Ok(p.status()?))
@@ -170,6 +182,8 @@ impl Server {
             })
     }
 
+    /// How many of the lines it logged (the first 100,000) contain `needle`.
+    #[must_use]
     pub fn log_lines_containing(&self, needle: &str) -> usize {
         self.log
             .lock()
@@ -184,16 +198,20 @@ impl Server {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let sent = Instant::now();
-        while sent.elapsed() < patience {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return format!(
-                    "exited {:.1} s after it, {status}",
-                    sent.elapsed().as_secs_f64()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited = poll_blocking("exited", patience, Duration::from_millis(20), || match self
+            .child
+            .try_wait()
+        {
+            Ok(Some(status)) => Check::Met(status),
+            _ => Check::NotYet(String::new()),
+        });
+        match exited {
+            Ok(status) => format!(
+                "exited {:.1} s after it, {status}",
+                sent.elapsed().as_secs_f64()
+            ),
+            Err(_) => format!("still running {} s after it: killed", patience.as_secs()),
         }
-        format!("still running {} s after it: killed", patience.as_secs())
     }
 
     /// One scrape: its latency and text, or why it failed.
@@ -260,7 +278,7 @@ impl Server {
     /// A metric's value from the exposition, or "n/a".
     pub async fn metric(&self, series: &str) -> String {
         match self.scrape().await {
-            Ok((_, text)) => value(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
+            Ok((_, text)) => sample(&text, series).map_or("n/a".to_owned(), |v| format!("{v}")),
             Err(_) => "no scrape".to_owned(),
         }
     }
@@ -273,42 +291,5 @@ pub fn login_server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         return Ok(path);
     }
     eprintln!("building the login_server example (release)...");
-    Ok(escargot::CargoBuild::new()
-        .example("login_server")
-        .release()
-        .run()
-        .context("building login_server")?
-        .path()
-        .to_owned())
-}
-
-/// A series' value in a Prometheus exposition.
-pub fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// A duration for a table: milliseconds under a second, seconds above.
-pub fn ms(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{:.1} ms", duration.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", duration.as_secs_f64())
-    }
-}
-
-/// A `POST /login` with `body`.
-pub fn login_request(body: &str) -> String {
-    format!(
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A connection to `to` from the loopback address `from`, to pose as a client of its own.
-pub async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((from, 0)))?;
-    socket.connect(to).await
+    example::release_binary("login_server")
 }

@@ -2,7 +2,7 @@
 //! server on loopback, driven by the `load` example, about one minute in all.
 //!
 //! ```sh
-//! cargo run --release --example measure
+//! cargo run -p lab --release --bin measure
 //! ```
 //!
 //! It prints one table: each figure, its goal and the margin (measured ÷ goal
@@ -46,9 +46,11 @@ mod linux {
     use anyhow::{Context, bail, ensure};
     use comfy_table::{CellAlignment, Table, presets};
     use hdrhistogram::Histogram;
+    use lab::stats::median;
     use login_metrics::AppState;
     use login_metrics::auth::UserStore;
     use login_metrics::server::serve;
+    use login_metrics_testkit::exposition::ScrapeMetrics as _;
 
     /// Numbers the cheap-path runs, so that each run's server thread has a
     /// name of its own (the previous run's may still be exiting).
@@ -69,13 +71,7 @@ mod linux {
         }
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         eprintln!("building the load example (release)...");
-        let load = escargot::CargoBuild::new()
-            .example("load")
-            .release()
-            .run()
-            .context("building the load example")?
-            .path()
-            .to_owned();
+        let load = login_metrics_testkit::example::release_binary("load")?;
 
         eprintln!(
             "cheap path: {CHEAP_ROUNDS} rounds of {CHEAP_RUN:?} without and with the metrics layer..."
@@ -245,7 +241,10 @@ mod linux {
 
         if with_metrics {
             ensure!(
-                metrics.requests_with(axum::http::StatusCode::BAD_REQUEST) == report.answers,
+                metrics
+                    .scrape()
+                    .requests(axum::http::StatusCode::BAD_REQUEST)
+                    == report.answers,
                 "the server counted a different number of 400s than the generator received"
             );
         }
@@ -414,11 +413,6 @@ mod linux {
         })
     }
 
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    }
-
     #[expect(clippy::cast_precision_loss, reason = "small counts")]
     #[expect(clippy::too_many_lines, reason = "one block per row of the table")]
     fn print_table(
@@ -430,21 +424,19 @@ mod linux {
         let ratio = median(
             rounds
                 .iter()
-                .map(|(without, with)| with.server_capacity() / without.server_capacity())
-                .collect(),
+                .map(|(without, with)| with.server_capacity() / without.server_capacity()),
         );
         let per_answer = |runs: Vec<CheapRun>| {
-            let micros = median(runs.iter().map(|run| 1e6 / run.server_capacity()).collect());
-            let rate = median(runs.iter().map(CheapRun::rate).collect());
+            let micros = median(runs.iter().map(|run| 1e6 / run.server_capacity()));
+            let rate = median(runs.iter().map(CheapRun::rate));
             format!("{micros:.2} µs CPU/answer, {rate:.0} answers/s")
         };
         let busy = generator.generator_cpu.as_secs_f64() / generator.wall.as_secs_f64();
         let generator = generator.generator_capacity();
 
         let ideal = |hashing: &Hashing| cores as f64 / hashing.one.as_secs_f64();
-        let of_logins = |value: &dyn Fn(&(Hashing, LoginRun)) -> f64| {
-            median(logins.iter().map(value).collect())
-        };
+        let of_logins =
+            |value: &dyn Fn(&(Hashing, LoginRun)) -> f64| median(logins.iter().map(value));
         let one = of_logins(&|(hashing, _)| hashing.one.as_secs_f64());
         let parallel = of_logins(&|(hashing, _)| hashing.parallel_per_second);
         let scaling = of_logins(&|(hashing, _)| hashing.parallel_per_second / ideal(hashing));

@@ -1,4 +1,4 @@
-//! What monitoring costs, in-process (`cargo bench --bench costs`):
+//! What monitoring costs, in-process (`cargo bench -p lab --bench costs`):
 //!
 //! - `login_400`: one malformed login through the real `app()` and through
 //!   `app_without_metrics()`, the same router minus the metrics layer. The

@@ -1,6 +1,6 @@
 //! One line chart of the book's figures: lines over time, on background bands
-//! that mark the traffic phases. Shared by `examples/render_figures.rs` and
-//! `examples/render_scale_figures.rs`.
+//! that mark the traffic phases. Shared by `render_figures` and
+//! `render_scale_figures`.
 
 use std::path::Path;
 
@@ -11,10 +11,13 @@ pub const SIZE: (u32, u32) = (760, 320);
 
 /// What one chart shows besides its lines.
 pub struct Chart<'a> {
+    /// Printed above the chart.
     pub title: &'a str,
+    /// The y axis' description.
     pub y_label: &'a str,
     /// The traffic phases in order, each `phase_secs` long: (label, background).
     pub phases: &'static [(&'static str, RGBColor)],
+    /// How long each phase lasted, in seconds.
     pub phase_secs: f64,
     /// Seconds on the x axis.
     pub duration: f64,

@@ -1,8 +1,8 @@
 //! What the per-request log line costs on the cheap path, measured side by side.
 //!
 //! ```sh
-//! cargo run --release --example log_overhead            # needs `wrk` on PATH
-//! cargo run --release --example log_overhead -- --rounds 5 --seconds 5
+//! cargo run -p lab --release --bin log_overhead            # needs `wrk` on PATH
+//! cargo run -p lab --release --bin log_overhead -- --rounds 5 --seconds 5
 //! ```
 //!
 //! Three servers answer the same malformed `POST /login` (a 400, no hashing), one
@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
+use lab::stats::median;
 
 #[derive(Parser)]
 struct Args {
@@ -65,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             results[index].push(rate);
         }
     }
-    let medians: Vec<f64> = results.iter_mut().map(|r| median(r)).collect();
+    let medians: Vec<f64> = results.iter().map(|r| median(r.iter().copied())).collect();
     println!();
     for ((name, ..), median) in variants.iter().zip(&medians) {
         println!("median: {name:<30} {median:>9.0} req/s");
@@ -76,11 +77,6 @@ fn main() -> anyhow::Result<()> {
         medians[2] / medians[0]
     );
     Ok(())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Starts one server variant, loads it with wrk, and returns the requests per second.

@@ -1,7 +1,7 @@
 //! The whole dashboard as one SVG figure: every panel of `login.json` where its
 //! `gridPos` puts it on Grafana's 24-column grid, with the values a real
 //! Prometheus returned for the panel's queries. Used by
-//! `examples/render_figures.rs` for the book's quick start, where Grafana itself
+//! the `render_figures` tool for the book's quick start, where Grafana itself
 //! cannot run: stat panels show their last value with the panel's thresholds and
 //! value mappings, time series their lines (stacked where the panel stacks), the
 //! table its rows or "No data", each series in the colour the panel gives it.
@@ -25,20 +25,25 @@ const GAP: u32 = 4;
 
 /// One line of a panel: its legend and `(seconds since the start, value)`.
 pub struct Series {
+    /// The legend, from the target's `legendFormat`.
     pub legend: String,
+    /// `(seconds since the start of the run, value)`.
     pub points: Vec<(f64, f64)>,
 }
 
 /// The series each query of a panel returned, in the panel's query order.
 pub struct PanelData<'a> {
+    /// The panel, as `login.json` defines it.
     pub panel: &'a Panel,
     /// The panel's fixed colour (`fieldConfig.defaults.color.fixedColor`), if any.
     pub fixed_color: Option<String>,
+    /// What its queries returned.
     pub series: Vec<Series>,
 }
 
 /// The series of a range query's `result`, named by the target's legend template
 /// (`{{status_code}}` becomes each series' label value), times relative to `start`.
+#[must_use]
 pub fn series_of(result: &Value, legend_format: Option<&str>, start: f64) -> Vec<Series> {
     let mut all = Vec::new();
     for series in result.as_array().into_iter().flatten() {

@@ -1,0 +1,194 @@
+//! The Docker Compose stack a reader starts in Step 4 (and its `scale` profile of
+//! Step 9), checked without starting it: `docker compose config` accepts the file,
+//! the images are the pinned ones the tests run, Grafana needs an admin password,
+//! and every container is wired to the others as the book says.
+
+use std::process::Command;
+
+use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
+use login_metrics_testkit::repo_root;
+use login_metrics_testkit::repository_yaml;
+use serde_yaml_ng::Value as Yaml;
+
+#[test]
+fn the_docker_prometheus_config_is_the_repository_one_with_the_containers_as_targets() {
+    let mut docker = repository_yaml("deploy/prometheus.docker.yml");
+    let original = repository_yaml("prometheus.yml");
+    let targets = &mut docker["scrape_configs"][0]["static_configs"][0]["targets"];
+    assert_eq!(targets[0], "host.docker.internal:8000");
+    targets[0] = "localhost:8000".into();
+    // Compose's Alertmanager is the container named alertmanager.
+    let alertmanager = &mut docker["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
+    assert_eq!(alertmanager[0], "alertmanager:9093");
+    alertmanager[0] = "localhost:9093".into();
+    assert_eq!(docker, original);
+}
+
+/// `docker compose` (v2) or `docker-compose` (v1), whichever answers.
+fn compose_command() -> Option<Vec<&'static str>> {
+    [vec!["docker", "compose"], vec!["docker-compose"]]
+        .into_iter()
+        .find(|cmd| {
+            Command::new(cmd[0])
+                .args(&cmd[1..])
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
+    compose_config_with_profile(cmd, password, None)
+}
+
+fn compose_config_with_profile(
+    cmd: &[&str],
+    password: Option<&str>,
+    profile: Option<&str>,
+) -> std::process::Output {
+    let mut command = Command::new(cmd[0]);
+    command.args(&cmd[1..]);
+    if let Some(profile) = profile {
+        command.args(["--profile", profile]);
+    }
+    command
+        .args(["--file", "docker-compose.yml", "config"])
+        .current_dir(repo_root())
+        .env_remove("GRAFANA_ADMIN_PASSWORD")
+        .env_remove("GRAFANA_ANONYMOUS_ENABLED")
+        .env_remove("PROMETHEUS_URL");
+    if let Some(password) = password {
+        command.env("GRAFANA_ADMIN_PASSWORD", password);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_compose_stack_is_valid_and_needs_an_admin_password() {
+    let Some(cmd) = compose_command() else {
+        login_metrics_testkit::env::skip(
+            "neither `docker compose` nor `docker-compose` is installed",
+        );
+        return;
+    };
+    let output = compose_config(&cmd, Some("test-password"));
+    assert!(
+        output.status.success(),
+        "{} config: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    assert_eq!(services["prometheus"]["image"], prometheus::DEFAULT_IMAGE);
+    assert_eq!(services["grafana"]["image"], grafana::DEFAULT_IMAGE);
+    assert_eq!(
+        services["alertmanager"]["image"],
+        alertmanager::DEFAULT_IMAGE
+    );
+    let env = &services["grafana"]["environment"];
+    assert_eq!(env["GF_SECURITY_ADMIN_PASSWORD"], "test-password");
+    assert_eq!(
+        env["GF_AUTH_ANONYMOUS_ENABLED"], "false",
+        "anonymous access is opt-in"
+    );
+    assert_eq!(env["GF_AUTH_ANONYMOUS_ORG_ROLE"], "Viewer");
+    assert_eq!(env["PROMETHEUS_URL"], "http://prometheus:9090");
+    assert_eq!(env["LONG_TERM_STORE_URL"], "http://victoria-metrics:8428");
+    assert_eq!(
+        env["PROMETHEUS_SCRAPE_INTERVAL"],
+        repository_yaml("deploy/prometheus.docker.yml")["global"]["scrape_interval"],
+        "Grafana's timeInterval is Prometheus' scrape interval"
+    );
+    let extra_hosts = format!("{:?}", services["prometheus"]["extra_hosts"]);
+    assert!(
+        extra_hosts.contains("host.docker.internal:host-gateway"),
+        "{extra_hosts}"
+    );
+
+    let without = compose_config(&cmd, None);
+    assert!(
+        !without.status.success(),
+        "compose must refuse to start without a password"
+    );
+    assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
+}
+
+/// The value of `--flag=value` (or `-flag=value`) in a service's command.
+fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
+    service["command"]
+        .as_sequence()?
+        .iter()
+        .filter_map(Yaml::as_str)
+        .find_map(|arg| {
+            arg.trim_start_matches('-')
+                .strip_prefix(flag)?
+                .strip_prefix('=')
+        })
+}
+
+#[test]
+fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
+    let Some(cmd) = compose_command() else {
+        login_metrics_testkit::env::skip(
+            "neither `docker compose` nor `docker-compose` is installed",
+        );
+        return;
+    };
+    let output = compose_config_with_profile(&cmd, Some("test-password"), Some("scale"));
+    assert!(
+        output.status.success(),
+        "{} --profile scale config: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    let mounts = |service: &Yaml| format!("{:?}", service["volumes"]);
+    for replica in ["a", "b"] {
+        let service = &services[format!("prometheus-{replica}").as_str()];
+        assert_eq!(service["image"], prometheus::DEFAULT_IMAGE, "{replica}");
+        assert_eq!(
+            format!("{:?}", service["profiles"]),
+            format!("{:?}", Yaml::Sequence(vec!["scale".into()])),
+            "only with --profile scale"
+        );
+        let volumes = mounts(service);
+        for needle in [
+            format!("deploy/scale/prometheus-{replica}.yml"),
+            "deploy/scale/targets".to_owned(),
+            "/etc/prometheus/targets".to_owned(),
+            // The pair evaluates the same rules as the single Prometheus.
+            "/rules:/etc/prometheus/rules:ro".to_owned(),
+        ] {
+            assert!(
+                volumes.contains(&needle),
+                "prometheus-{replica}: {needle} in {volumes}"
+            );
+        }
+        let ports = format!("{:?}", service["ports"]);
+        assert!(ports.contains("127.0.0.1"), "loopback only: {ports}");
+    }
+    let victoria = &services["victoria-metrics"];
+    assert_eq!(victoria["image"], victoria_metrics::DEFAULT_IMAGE);
+    assert!(format!("{:?}", victoria["profiles"]).contains("scale"));
+    // Deduplication at the pair's scrape interval, with the replica label dropped.
+    let pair_interval =
+        repository_yaml("deploy/scale/prometheus-a.yml")["global"]["scrape_interval"].clone();
+    assert_eq!(
+        flag(victoria, "dedup.minScrapeInterval"),
+        pair_interval.as_str()
+    );
+    assert_eq!(
+        flag(victoria, "relabelConfig"),
+        Some("/etc/victoria-metrics/relabel.yml")
+    );
+    assert!(mounts(victoria).contains(victoria_metrics::RELABEL_CONFIG));
+    // The pair writes where the service listens.
+    let remote = &repository_yaml("deploy/scale/prometheus-a.yml")["remote_write"][0]["url"];
+    assert_eq!(remote, "http://victoria-metrics:8428/api/v1/write");
+    assert_eq!(
+        services["grafana"]["environment"]["LONG_TERM_STORE_URL"],
+        "http://victoria-metrics:8428"
+    );
+}
