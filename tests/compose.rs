@@ -3,10 +3,9 @@
 //! the images are the pinned ones the tests run, Grafana needs an admin password,
 //! and every container is wired to the others as the book says.
 
-use std::process::Command;
 
+use login_metrics_testkit::compose;
 use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
-use login_metrics_testkit::repo_root;
 use login_metrics_testkit::repository_yaml;
 use serde_yaml_ng::Value as Yaml;
 
@@ -24,54 +23,15 @@ fn the_docker_prometheus_config_is_the_repository_one_with_the_containers_as_tar
     assert_eq!(docker, original);
 }
 
-/// `docker compose` (v2) or `docker-compose` (v1), whichever answers.
-fn compose_command() -> Option<Vec<&'static str>> {
-    [vec!["docker", "compose"], vec!["docker-compose"]]
-        .into_iter()
-        .find(|cmd| {
-            Command::new(cmd[0])
-                .args(&cmd[1..])
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
-fn compose_config(cmd: &[&str], password: Option<&str>) -> std::process::Output {
-    compose_config_with_profile(cmd, password, None)
-}
-
-fn compose_config_with_profile(
-    cmd: &[&str],
-    password: Option<&str>,
-    profile: Option<&str>,
-) -> std::process::Output {
-    let mut command = Command::new(cmd[0]);
-    command.args(&cmd[1..]);
-    if let Some(profile) = profile {
-        command.args(["--profile", profile]);
-    }
-    command
-        .args(["--file", "docker-compose.yml", "config"])
-        .current_dir(repo_root())
-        .env_remove("GRAFANA_ADMIN_PASSWORD")
-        .env_remove("GRAFANA_ANONYMOUS_ENABLED")
-        .env_remove("PROMETHEUS_URL");
-    if let Some(password) = password {
-        command.env("GRAFANA_ADMIN_PASSWORD", password);
-    }
-    command.output().unwrap()
-}
-
 #[test]
 fn the_compose_stack_is_valid_and_needs_an_admin_password() {
-    let Some(cmd) = compose_command() else {
+    let Some(cmd) = compose::command() else {
         login_metrics_testkit::env::skip(
             "neither `docker compose` nor `docker-compose` is installed",
         );
         return;
     };
-    let output = compose_config(&cmd, Some("test-password"));
+    let output = compose::config(&cmd, Some("test-password"), None);
     assert!(
         output.status.success(),
         "{} config: {}",
@@ -106,7 +66,7 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
         "{extra_hosts}"
     );
 
-    let without = compose_config(&cmd, None);
+    let without = compose::config(&cmd, None, None);
     assert!(
         !without.status.success(),
         "compose must refuse to start without a password"
@@ -129,13 +89,13 @@ fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
 
 #[test]
 fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
-    let Some(cmd) = compose_command() else {
+    let Some(cmd) = compose::command() else {
         login_metrics_testkit::env::skip(
             "neither `docker compose` nor `docker-compose` is installed",
         );
         return;
     };
-    let output = compose_config_with_profile(&cmd, Some("test-password"), Some("scale"));
+    let output = compose::config(&cmd, Some("test-password"), Some("scale"));
     assert!(
         output.status.success(),
         "{} --profile scale config: {}",

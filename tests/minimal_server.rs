@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{dashboard_file, load_dashboard};
-use login_metrics_testkit::example::example;
+use login_metrics_testkit::example::{self, example};
 use login_metrics_testkit::exposition::sample;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::panels::{FIRST_ROW, row_answers};
 use login_metrics_testkit::repo_root;
 use login_metrics_testkit::traffic;
-use login_metrics_testkit::wait::{Check, poll, poll_blocking};
+use login_metrics_testkit::wait::{Check, poll};
 use regex::Regex;
 use reqwest::StatusCode;
 
@@ -92,28 +92,12 @@ impl Minimal {
     /// Sends SIGTERM, as `docker stop` and Kubernetes do.
     #[cfg(unix)]
     fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        example::terminate(&self.child);
     }
 
     /// The exit status once the process has ended, waiting at most `patience`.
     fn exit_within(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
-        poll_blocking(
-            "the minimal server to exit",
-            patience,
-            Duration::from_millis(50),
-            || match self.child.try_wait().unwrap() {
-                Some(status) => Check::Met(status),
-                None => Check::NotYet("still running".to_owned()),
-            },
-        )
-        .ok()
+        example::exit_within(&mut self.child, patience)
     }
 }
 

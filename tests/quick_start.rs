@@ -9,13 +9,14 @@
 //! shorter; nothing else changes. Grafana is the one part that cannot run here.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
+use login_metrics_testkit::compose;
 use login_metrics_testkit::dashboard::{DASHBOARD_UID, dashboard_file, load_dashboard};
 use login_metrics_testkit::example::example;
+use login_metrics_testkit::harness::engine::free_port;
 use login_metrics_testkit::harness::prometheus::config_for;
 use login_metrics_testkit::panels::{FIRST_ROW, row_answers};
 use login_metrics_testkit::promql::QueryApi;
@@ -77,36 +78,16 @@ fn the_quick_start_shows_exactly_the_commands_these_tests_run() {
     assert!(DASHBOARD_URL.ends_with(&format!("/d/{DASHBOARD_UID}")));
 }
 
-/// `docker compose` (v2) or `docker-compose` (v1), whichever answers.
-fn compose_command() -> Option<Vec<&'static str>> {
-    [vec!["docker", "compose"], vec!["docker-compose"]]
-        .into_iter()
-        .find(|cmd| {
-            Command::new(cmd[0])
-                .args(&cmd[1..])
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
-
 #[test]
 fn compose_accepts_the_quick_start_stack_and_points_it_at_the_server_it_starts() {
-    let Some(cmd) = compose_command() else {
+    let Some(cmd) = compose::command() else {
         login_metrics_testkit::env::skip(
             "neither `docker compose` nor `docker-compose` is installed",
         );
         return;
     };
     // What `export GRAFANA_ADMIN_PASSWORD` hands to `docker compose up`.
-    let output = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .args(["--file", "docker-compose.yml", "config"])
-        .current_dir(repo_root())
-        .env("GRAFANA_ADMIN_PASSWORD", "a password read by read -rs")
-        .env_remove("PROMETHEUS_URL")
-        .output()
-        .unwrap();
+    let output = compose::config(&cmd, Some("a password read by read -rs"), None);
     assert!(
         output.status.success(),
         "{} config: {}",
@@ -179,14 +160,6 @@ fn field(line: &str, key: &str) -> String {
     line[start..].split_whitespace().next().unwrap().to_owned()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn the_native_path_fills_the_dashboards_first_row() {
     if Command::new("prometheus")
@@ -224,7 +197,7 @@ async fn the_native_path_fills_the_dashboards_first_row() {
         )
         .unwrap();
     }
-    let web = format!("127.0.0.1:{}", free_port());
+    let web = format!("127.0.0.1:{}", free_port().unwrap());
     let prometheus = Running(
         Command::new("prometheus")
             .arg(format!(

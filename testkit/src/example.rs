@@ -64,3 +64,34 @@ pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
         .path()
         .to_owned())
 }
+
+/// Sends SIGTERM to `child`, as `docker stop`, systemd and Kubernetes do.
+#[cfg(unix)]
+pub fn terminate(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(
+        sent.is_ok_and(|status| status.success()),
+        "kill -TERM {pid} failed"
+    );
+}
+
+/// The exit status of `child` once it has ended, waiting at most `patience`;
+/// `None` if it is still running then.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    patience: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    use crate::wait::{Check, poll_blocking};
+    poll_blocking(
+        "the process to exit",
+        patience,
+        std::time::Duration::from_millis(20),
+        || match child.try_wait() {
+            Ok(Some(status)) => Check::Met(status),
+            Ok(None) => Check::NotYet("still running".to_owned()),
+            Err(error) => Check::NotYet(format!("try_wait: {error}")),
+        },
+    )
+    .ok()
+}

@@ -16,7 +16,8 @@
 //! - [`book`]: the PromQL printed in the book, for the tests that run it.
 //! - [`panels`]: one row of the dashboard, asked from a real engine as Grafana asks it.
 //! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
-//! - [`example`]: the repository's examples, built and run as a reader runs them.
+//! - [`example`]: the repository's examples, built and run as a reader runs them;
+//!   [`compose`]: Docker Compose's view of `docker-compose.yml`.
 //!
 //! ## Pinned images
 //!
@@ -44,6 +45,7 @@
 
 pub mod book;
 pub mod clients;
+pub mod compose;
 pub mod dashboard;
 pub mod env;
 pub mod example;
