@@ -18,12 +18,20 @@
 //!   gives too. A query whose right answer under that traffic is 0 (a rate of
 //!   server errors) is fenced ```` ```promql,expect-zero ```` and checked to be 0.
 //!
+//! The other fenced blocks, what a reader types and what a run prints, are in
+//! [`blocks`]; [`outputs`] compares an output block with a fresh run, and
+//! [`shell`] runs a command block as the reader types it.
+//!
 //! ```no_run
 //! for block in login_metrics_testkit::book::promql_blocks()? {
 //!     println!("{}:{}: {}", block.file.display(), block.line, block.query);
 //! }
 //! # Ok::<(), std::io::Error>(())
 //! ```
+
+pub mod blocks;
+pub mod outputs;
+pub mod shell;
 
 use std::fs;
 use std::io;

@@ -13,7 +13,8 @@
 //!   launcher) from a local image or a native binary, and Grafana in Docker.
 //! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
-//! - [`book`]: the PromQL printed in the book, for the tests that run it.
+//! - [`book`]: the book's blocks for the tests: its PromQL, its outputs compared with fresh
+//!   runs, its commands run as a reader types them.
 //! - [`panels`]: one row of the dashboard, asked from a real engine as Grafana asks it.
 //! - [`env`](mod@env): whether this is CI, and how a skip or a note reaches the test output.
 //! - [`example`]: the repository's examples, built and run as a reader runs them;
