@@ -22,6 +22,7 @@ log() { echo "build-local-image: $*" >&2; }
 
 engine="${1:-}"
 extra_dirs=()
+companions=()
 # What each official image looks like:   binary on PATH | Debian package | entrypoint | user | port | data dir | default command
 case "$engine" in
 prometheus)
@@ -35,6 +36,8 @@ scrape_configs:
     static_configs:
       - targets: ["localhost:9090"]'
     config_file=prometheus.yml
+    # The official image ships promtool next to prometheus; the book runs it there.
+    companions=(promtool)
     ;;
 alertmanager)
     bin_var=ALERTMANAGER_BIN; binary=prometheus-alertmanager; package=prometheus-alertmanager
@@ -88,6 +91,16 @@ trap 'rm -rf "$context"' EXIT
 root="$context/rootfs"
 mkdir -p "$root/$(dirname "$entrypoint")" "$root/etc" "$root$data" "$root/tmp"
 install -m 0755 "$bin" "$root$entrypoint"
+
+for companion in "${companions[@]}"; do
+    companion_bin="$(command -v "$companion" || true)"
+    if [[ -z "$companion_bin" ]]; then
+        log "no $companion next to $binary (Debian's '$package' package ships it)"
+        exit 1
+    fi
+    install -m 0755 "$(readlink -f "$companion_bin")" "$root/bin/$companion"
+    log "companion /bin/$companion"
+done
 
 # Shared libraries and the dynamic loader, at the paths the binary asks for.
 # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".

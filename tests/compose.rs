@@ -3,7 +3,6 @@
 //! the images are the pinned ones the tests run, Grafana needs an admin password,
 //! and every container is wired to the others as the book says.
 
-
 use login_metrics_testkit::compose;
 use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
 use login_metrics_testkit::repository_yaml;

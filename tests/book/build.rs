@@ -11,8 +11,6 @@ use crate::{assert_no_problems, book_dir, scratch_book};
 /// The mdBook release the book is written for (`book/book.toml` uses 0.5 keys).
 const MDBOOK_VERSION: &str = "0.5.4";
 
-
-
 /// What `mdbook --version` found.
 enum Mdbook {
     Usable,
@@ -97,7 +95,6 @@ fn html_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-
 #[test]
 fn mdbook_builds_the_book_cleanly() {
     match find_mdbook() {
@@ -142,4 +139,3 @@ fn checker_detects_a_directive_mdbook_left_in_the_html() {
         "a missing include must be reported, got {problems:#?}"
     );
 }
-

@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use login_metrics_testkit::book::{book_src_dir, markdown_files};
 use regex::Regex;
 
-use crate::{DIRECTIVE, assert_no_problems, assert_one_problem_mentioning, describe, line_of, scratch_book};
+use crate::{
+    DIRECTIVE, assert_no_problems, assert_one_problem_mentioning, describe, line_of, scratch_book,
+};
 
 /// mdBook's anchor markers; any comment style works because only this text is matched.
 static ANCHOR_START: LazyLock<Regex> =
@@ -18,7 +20,6 @@ static ANCHOR_END: LazyLock<Regex> =
 static ANCHOR_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\w_-]+$").expect("valid regex"));
 /// `src="..."` and `href="..."` in raw HTML (figures, for example).
-
 
 /// Every problem with the include directives of the Markdown files under `src`.
 pub(crate) fn check_includes(src: &Path) -> Vec<String> {
@@ -165,7 +166,6 @@ fn anchored_sections<'a>(source: &'a str, name: &str) -> Result<Vec<Vec<&'a str>
     Ok(sections)
 }
 
-
 #[test]
 fn every_include_resolves_to_a_file_and_a_named_anchor() {
     assert_no_problems("book includes", &check_includes(&book_src_dir()));
@@ -220,4 +220,3 @@ fn checker_detects_an_unknown_directive() {
     let problems = include_problems("{{#inclde code.rs:good}}\n");
     assert_one_problem_mentioning(&problems, "unknown directive");
 }
-

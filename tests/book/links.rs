@@ -19,7 +19,6 @@ use crate::{
 static HTML_LINK: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(?:src|href)\s*=\s*"([^"]*)""#).expect("valid regex"));
 
-
 /// The caption a listing of `file` (relative to the repository) carries.
 fn caption_for(file: &Path) -> String {
     format!(
@@ -76,7 +75,6 @@ fn check_captions_of(md: &Path, text: &str, root: &Path) -> Vec<String> {
     }
     problems
 }
-
 
 /// The chapter files `SUMMARY.md` lists, normalised.
 fn summary_chapters(src: &Path) -> BTreeSet<PathBuf> {
@@ -215,7 +213,6 @@ fn heading_ids(markdown: &str) -> BTreeSet<String> {
     ids
 }
 
-
 #[test]
 fn every_listing_carries_a_caption_naming_its_file() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -300,4 +297,3 @@ fn checker_detects_broken_links_and_images() {
         "names no heading",
     );
 }
-

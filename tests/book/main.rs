@@ -57,7 +57,6 @@ pub(crate) fn describe(file: &Path, line: usize) -> String {
     format!("{}:{line}", shown.display())
 }
 
-
 pub(crate) fn normalise(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
@@ -81,11 +80,9 @@ pub(crate) fn assert_no_problems(what: &str, problems: &[String]) {
     );
 }
 
-
 // ---------------------------------------------------------------------------
 // Deliberately broken books in temporary directories, for the checkers' own tests
 // ---------------------------------------------------------------------------
-
 
 /// A tiny book source: `src/code.rs` with one anchor, and `src/chapter.md`
 /// holding `chapter` (plus a SUMMARY listing it).
@@ -116,8 +113,6 @@ pub(crate) fn scratch_book(chapter: &str) -> tempfile::TempDir {
     dir
 }
 
-
-
 pub(crate) fn assert_one_problem_mentioning(problems: &[String], needle: &str) {
     assert_eq!(
         problems.len(),
@@ -130,4 +125,3 @@ pub(crate) fn assert_one_problem_mentioning(problems: &[String], needle: &str) {
         problems[0]
     );
 }
-

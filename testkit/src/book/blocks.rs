@@ -113,8 +113,7 @@ pub fn kind_of(language: &str) -> Kind {
 }
 
 static MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^<!--\s*(output|not-output|command|not-run):\s*(.*?)\s*-->$")
-        .expect("valid regex")
+    Regex::new(r"^<!--\s*(output|not-output|command|not-run):\s*(.*?)\s*-->$").expect("valid regex")
 });
 
 /// The marker a line holds, if it is one.

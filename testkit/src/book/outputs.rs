@@ -40,7 +40,7 @@ impl Masks {
 
     /// Adds a mask: every match of `pattern` (or of its capture group named
     /// `redacted`, when it has one) becomes `placeholder`, which must be written in
-    /// brackets (`[TIME]`).
+    /// brackets, in capitals (`[TIME]`).
     #[must_use]
     pub fn mask(mut self, placeholder: &'static str, pattern: &str) -> Self {
         let regex = Regex::new(pattern)
@@ -105,7 +105,8 @@ pub fn check_output(name: &str, fresh: &str, masks: &Masks) {
     let expected = masks.apply(trim_end(&block.text));
     let actual = trim_end(fresh).to_owned();
     let redactions = masks.redactions();
-    let assert = Assert::new().redact_with(redactions);
+    // No path normalisation: `\"` in a JSON body is not a Windows path.
+    let assert = Assert::new().redact_with(redactions).normalize_paths(false);
     if let Err(error) = assert.try_eq(
         Some(&format!("a fresh run, for {}", block.at())),
         actual.into_data(),
@@ -113,7 +114,7 @@ pub fn check_output(name: &str, fresh: &str, masks: &Masks) {
     ) {
         panic!(
             "{} (`<!-- output: {name} -->`) is not what a fresh run prints; \
-             regenerate with `{BLESS_ENV}=1 cargo test --test book`, or fix the code:\n{error}",
+             regenerate with `{BLESS_ENV}=1 cargo test --test book_runs`, or fix the code:\n{error}",
             block.at()
         );
     }
@@ -129,7 +130,9 @@ static WRITING: Mutex<()> = Mutex::new(());
 
 /// Writes `fresh` as the content of `block`, keeping the block's indentation.
 fn bless(block: &Block, fresh: &str) {
-    let _one_at_a_time = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one_at_a_time = WRITING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let path = book_src_dir().join(&block.file);
     let markdown = fs::read_to_string(&path).expect("the chapter is readable");
     // Re-read the block: another blessing may have moved it.

@@ -87,6 +87,10 @@ fn bash(script: &str) -> Command {
         .arg("-c")
         .arg(script)
         .current_dir(repo_root())
+        // What a reader's shell usually does not set, and what would change the
+        // output: a backtrace after every error, the log level.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");
     command
@@ -134,7 +138,8 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts `script` in a process group of its own, standard output piped.
+    /// Starts `script` in a process group of its own, standard output piped (the
+    /// engines' own logs, on standard error, are dropped).
     #[must_use]
     pub fn start(script: &str, env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt as _;
@@ -143,7 +148,7 @@ impl Background {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .process_group(0);
         let mut child = command.spawn().expect("bash runs");
         let stdout = child.stdout.take().map(BufReader::new);
