@@ -78,6 +78,23 @@ fn the_quick_start_shows_exactly_the_commands_these_tests_run() {
     assert!(DASHBOARD_URL.ends_with(&format!("/d/{DASHBOARD_UID}")));
 }
 
+/// The marked command blocks of the page, by name, and the command each holds: the
+/// native path runs the last three below (`quick-start/server`,
+/// `quick-start/prometheus`; the traffic blocks run in `tests/book_runs/`).
+#[test]
+fn the_marked_blocks_are_the_commands_these_tests_run() {
+    use login_metrics_testkit::book::shell::script;
+    for (name, command) in [
+        ("quick-start/server-for-docker", WITH_DOCKER[0]),
+        ("quick-start/traffic-for-docker", WITH_DOCKER[4]),
+        ("quick-start/server", WITHOUT_DOCKER[0]),
+        ("quick-start/prometheus", WITHOUT_DOCKER[1]),
+        ("quick-start/traffic", WITHOUT_DOCKER[2]),
+    ] {
+        assert_eq!(script(name, &[]).trim(), command, "{name}");
+    }
+}
+
 #[test]
 fn compose_accepts_the_quick_start_stack_and_points_it_at_the_server_it_starts() {
     let Some(cmd) = compose::command() else {
