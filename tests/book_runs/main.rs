@@ -92,9 +92,16 @@ impl LoginServer {
         let ports = "--addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0";
         let mut substitutions = vec![
             if block.text.contains("cargo run --example login_server --") {
+                // The block's own flags follow; a metrics port it does not set is
+                // a free one too.
+                let metrics = if block.text.contains("--metrics-addr") {
+                    ""
+                } else {
+                    " --metrics-addr 127.0.0.1:0"
+                };
                 sub(
                     "cargo run --example login_server --",
-                    format!("{binary} --addr 127.0.0.1:0"),
+                    format!("{binary} --addr 127.0.0.1:0{metrics}"),
                 )
             } else {
                 sub(

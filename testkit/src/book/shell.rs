@@ -135,24 +135,37 @@ pub fn run_ok(script: &str, env: &[(&str, &str)]) -> String {
 pub struct Background {
     child: Child,
     stdout: Option<BufReader<std::process::ChildStdout>>,
+    /// Standard error, kept for messages.
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Background {
-    /// Starts `script` in a process group of its own, standard output piped (the
-    /// engines' own logs, on standard error, are dropped).
+    /// Starts `script` in a process group of its own, standard output piped and
+    /// standard error kept in a file ([`Self::stderr`]).
     #[must_use]
     pub fn start(script: &str, env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt as _;
+        let stderr = tempfile::NamedTempFile::new().expect("a temporary file");
         let mut command = bash(&format!("exec {script}"));
         command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr.reopen().expect("the temporary file reopens"))
             .process_group(0);
         let mut child = command.spawn().expect("bash runs");
         let stdout = child.stdout.take().map(BufReader::new);
-        Self { child, stdout }
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What the command wrote to standard error so far.
+    #[must_use]
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     /// The next line of standard output, waiting at most `within`.
