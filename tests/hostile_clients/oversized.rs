@@ -199,6 +199,10 @@ async fn memory_stays_bounded_with_an_unread_log_pipe_under_a_flood_of_long_meth
     let (after, peak) = memory_kib(pid);
     let text = scrape(metrics).await;
     let dropped = sample(&text, "log_lines_dropped_total").unwrap();
+    eprintln!(
+        "resident memory {before} KiB before, {after} KiB after, peak {peak} KiB; \
+         {dropped} log lines dropped"
+    );
     assert!(
         peak.saturating_sub(before) < MAX_GROWTH_KIB,
         "resident memory {before} KiB before, {after} KiB after, peak {peak} KiB"
