@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
 
     let fd_limit = raise_fd_limit();
     let limits = config.limits(fd_limit)?;
+    let scrapers = config.metrics_listener();
 
     let app = TcpListener::bind(config.addr)
         .await
@@ -63,6 +64,11 @@ async fn main() -> anyhow::Result<()> {
         shutdown_grace = ?limits.shutdown_grace,
         max_hash_wait = ?limits.max_hash_wait,
         max_connections_per_client = limits.max_connections_per_client,
+        write_timeout = ?limits.write_timeout,
+        max_requests_per_connection = limits.max_requests_per_connection,
+        metrics_allow = ?scrapers.allow,
+        metrics_max_connections_per_client = scrapers.max_connections_per_client,
+        metrics_idle_timeout = ?scrapers.idle_timeout,
         "limits"
     );
     let throttle = config.throttle();
@@ -76,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
 
     let state = AppState::new(users)
         .with_limits(limits)
+        .with_metrics_listener(scrapers)
         .with_throttle(throttle);
     state
         .metrics

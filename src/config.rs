@@ -8,7 +8,8 @@
 //! `--metrics-addr 0.0.0.0:8000` (see the book's Step 2).
 //!
 //! The defaults are written once, where they are explained: the limits in
-//! [`Limits`], the login rate in [`LoginRate`]. A switch read from the
+//! [`Limits`], the metrics listener's settings in [`MetricsListener`], the login
+//! rate in [`LoginRate`]. A switch read from the
 //! environment (`LOGIN_NO_LIMIT`) takes what people write: `1`, `true`, `yes`,
 //! `on`, and `0`, `false`, `no`, `off`.
 
@@ -21,6 +22,7 @@ use clap::builder::{BoolishValueParser, RangedU64ValueParser};
 use clap::{ArgAction, Parser};
 
 use crate::limits::{self, Limits};
+use crate::metrics_listener::MetricsListener;
 use crate::throttle::{LoginRate, Throttle};
 
 // ANCHOR: config
@@ -96,8 +98,38 @@ pub struct Config {
 
     /// A reverse proxy (address or CIDR) whose `X-Forwarded-For` is believed;
     /// repeat the flag, or separate with commas in the variable. None by default.
-    #[arg(long = "trusted-proxy", env = "LOGIN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = proxy)]
+    #[arg(long = "trusted-proxy", env = "LOGIN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Longest an answer may wait for a client that stopped reading, on
+    /// either listener; the connection is closed past it.
+    #[arg(long, env = "LOGIN_WRITE_TIMEOUT", value_parser = duration,
+          default_value = shown(Limits::default().write_timeout))]
+    pub write_timeout: Duration,
+
+    /// Most requests one connection may make, on either listener; the last
+    /// answer says `Connection: close`.
+    #[arg(long, env = "LOGIN_MAX_REQUESTS_PER_CONNECTION",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+          default_value_t = Limits::default().max_requests_per_connection)]
+    pub max_requests_per_connection: usize,
+
+    /// The only addresses or networks (CIDR) that may connect to the metrics
+    /// listener: your Prometheus servers. Comma-separated. Anyone by default.
+    #[arg(long, env = "LOGIN_METRICS_ALLOW", value_delimiter = ',', value_parser = network)]
+    pub metrics_allow: Vec<ipnet::IpNet>,
+
+    /// Most connections one client address may hold on the metrics listener.
+    #[arg(long, env = "LOGIN_METRICS_MAX_CONNECTIONS_PER_CLIENT",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+          default_value_t = MetricsListener::default().max_connections_per_client)]
+    pub metrics_max_connections_per_client: usize,
+
+    /// Longest a connection to the metrics listener may stay without sending
+    /// a request's headers.
+    #[arg(long, env = "LOGIN_METRICS_IDLE_TIMEOUT", value_parser = duration,
+          default_value = shown(MetricsListener::default().idle_timeout))]
+    pub metrics_idle_timeout: Duration,
 }
 // ANCHOR_END: config
 
@@ -117,8 +149,8 @@ fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// A proxy as an address (`10.0.0.5`, one host) or a network (`10.0.0.0/8`).
-fn proxy(text: &str) -> Result<ipnet::IpNet, String> {
+/// An address (`10.0.0.5`, one host) or a network (`10.0.0.0/8`).
+fn network(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
@@ -158,7 +190,19 @@ impl Config {
             shutdown_grace: self.shutdown_grace,
             max_hash_wait: self.max_hash_wait,
             max_connections_per_client: self.max_connections_per_client,
+            write_timeout: self.write_timeout,
+            max_requests_per_connection: self.max_requests_per_connection,
         })
+    }
+
+    /// The metrics listener's settings.
+    #[must_use]
+    pub fn metrics_listener(&self) -> MetricsListener {
+        MetricsListener {
+            allow: self.metrics_allow.clone(),
+            max_connections_per_client: self.metrics_max_connections_per_client,
+            idle_timeout: self.metrics_idle_timeout,
+        }
     }
 
     /// The per-client throttle these settings ask for.
@@ -207,6 +251,21 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_allow_list_takes_addresses_and_networks_separated_by_commas() {
+        let config = Config::parse_from([
+            "login_server",
+            "--metrics-allow",
+            "10.0.0.0/8, 127.0.0.1,::1",
+        ]);
+        let allowed = config.metrics_listener().allow;
+        let shown: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        assert!(
+            Config::try_parse_from(["login_server", "--metrics-allow", "10.0.0.0/33"]).is_err()
+        );
+    }
+
+    #[test]
     fn the_defaults_are_those_of_limits_and_login_rate() {
         let config = Config::parse_from(["login_server"]);
         let limits = config.limits(Some(20_000)).unwrap();
@@ -217,6 +276,7 @@ mod tests {
             },
             limits
         );
+        assert_eq!(config.metrics_listener(), MetricsListener::default());
         assert_eq!(config.login_burst, LoginRate::default().burst);
         assert_eq!(config.login_interval, LoginRate::default().interval);
         assert!(config.throttle().is_on());
@@ -226,6 +286,9 @@ mod tests {
             "[default: 8s]",
             "[default: 500ms]",
             "[default: 64]",
+            "[default: 100]",
+            "[default: 5s]",
+            "[default: 8]",
         ] {
             assert!(help.contains(shown), "{shown} in:\n{help}");
         }

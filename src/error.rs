@@ -97,6 +97,16 @@ impl ApiError {
         )
     }
 
+    /// 413: the body is, or is declared to be, larger than `limit` bytes.
+    #[must_use]
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than {limit} bytes"),
+        )
+    }
+
     /// 408: the body did not arrive within `timeout` of the headers.
     #[must_use]
     pub fn body_timeout(timeout: std::time::Duration) -> Self {

@@ -14,6 +14,7 @@
 //! - [`error`]: the JSON error body.
 //! - [`logging`]: one line per request, written off the request path.
 //! - [`server`]: the two listeners, their limits and bounded shutdown.
+//! - [`metrics_listener`]: who may connect to `/metrics`, and what each may hold.
 //! - [`throttle`]: how many login attempts each client address may make.
 //!
 //! The machinery the tests use (real Prometheus and Grafana, the book's queries)
@@ -30,6 +31,7 @@ pub mod hashing;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod routes;
 pub mod server;
 pub mod throttle;

@@ -33,6 +33,14 @@ pub struct Limits {
     /// Most login connections one client address may hold open at once, so that
     /// one address cannot take the whole budget. Trusted proxies are exempt.
     pub max_connections_per_client: usize,
+    /// Longest a client may leave an answer waiting: when the socket's buffers
+    /// are full because the client stopped reading, and nothing more can be
+    /// written for this long, the connection is closed. Both listeners.
+    pub write_timeout: Duration,
+    /// Most requests one connection may make; the answer to the last one says
+    /// `Connection: close`. It bounds what a client that pipelines requests
+    /// without reading the answers can queue on one connection. Both listeners.
+    pub max_requests_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -49,10 +57,34 @@ impl Default for Limits {
             // A browser opens six connections to a host; an office behind one
             // address opens many more; a slowloris from one address, no more.
             max_connections_per_client: 64,
+            // An answer of a few hundred bytes fits in the socket's buffer at
+            // once: this only runs while a client leaves them full.
+            write_timeout: Duration::from_secs(10),
+            // Apache's default: a proxy reconnects every hundred logins, which
+            // costs nothing, and a pipelining client gets a hundred answers.
+            max_requests_per_connection: 100,
         }
     }
 }
 // ANCHOR_END: limits
+
+// ANCHOR: header_limit
+/// The largest request line and headers the server reads, on both listeners;
+/// a larger block is answered 431 (414 for a long request line) and the
+/// connection closed, counted as `too_large`.
+///
+/// A login sends a few hundred bytes of headers (curl about 150, a browser's
+/// form under 1 KiB); cookies of the same site can add a few KiB. 8 KiB leaves
+/// room for those, and is the limit nginx and Apache put on a header line by
+/// default. hyper's own default is the size of its read buffer, about 400
+/// KiB, which a slowloris client fills on every connection it holds.
+pub const HEADER_BLOCK_LIMIT: usize = 8 * 1024;
+
+/// The most of a connection's input and output hyper holds in memory at once:
+/// a header block and a login's body, or pipelined requests waiting for their
+/// turn. hyper's default is about 400 KiB per connection.
+pub const CONNECTION_BUFFER: usize = 16 * 1024;
+// ANCHOR_END: header_limit
 
 // ANCHOR: budget
 /// Connections the metrics listener accepts at once: Prometheus needs one per

@@ -18,6 +18,7 @@
 //! list of reasons) and one counter for requests to paths the server does not
 //! serve: what an attacker does to the listener is visible too.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,16 +107,20 @@ pub enum Closed {
     /// Closed as soon as it was accepted: its address already held as many
     /// connections as one client may.
     ClientOverBudget,
+    /// The client stopped reading: an answer waited in full socket buffers,
+    /// with nothing more written for the write timeout, and was given up.
+    WriteTimeout,
 }
 
 impl Closed {
     /// Every reason, so that each series exists at zero from start-up.
-    pub const ALL: [Closed; 9] = [
+    pub const ALL: [Closed; 10] = [
         Closed::Completed,
         Closed::OverBudget,
         Closed::ClientOverBudget,
         Closed::HeaderTimeout,
         Closed::IdleTimeout,
+        Closed::WriteTimeout,
         Closed::Malformed,
         Closed::TooLarge,
         Closed::ClientGone,
@@ -135,10 +140,44 @@ impl Closed {
             Closed::ClientGone => "client_gone",
             Closed::Shutdown => "shutdown",
             Closed::ClientOverBudget => "client_over_budget",
+            Closed::WriteTimeout => "write_timeout",
         }
     }
 }
 // ANCHOR_END: closed_reasons
+
+// ANCHOR: refused_reasons
+/// Why the metrics listener closed a connection as soon as it accepted it: the
+/// `reason` label of `login_metrics_connections_refused_total`, a fixed list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The address is not on the allow-list (`--metrics-allow`).
+    NotAllowed,
+    /// The listener's budget was full.
+    OverBudget,
+    /// The address already held as many connections as one client may.
+    ClientOverBudget,
+}
+
+impl Refused {
+    /// Every reason, so that each series exists at zero from start-up.
+    pub const ALL: [Refused; 3] = [
+        Refused::NotAllowed,
+        Refused::OverBudget,
+        Refused::ClientOverBudget,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::NotAllowed => "not_allowed",
+            Refused::OverBudget => "over_budget",
+            Refused::ClientOverBudget => "client_over_budget",
+        }
+    }
+}
+// ANCHOR_END: refused_reasons
 
 /// The registry and the login metrics in it.
 #[derive(Clone)]
@@ -152,6 +191,7 @@ pub struct Metrics {
     connections_max: IntGauge,
     connections_closed: IntCounterVec,
     unmatched: IntCounter,
+    scrape_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -208,6 +248,14 @@ impl Metrics {
             "Requests to the login listener for a path it does not serve (answered 404).",
         )
         .expect("valid counter options");
+        let scrape_refusals = IntCounterVec::new(
+            Opts::new(
+                "login_metrics_connections_refused_total",
+                "Connections the metrics listener closed as soon as it accepted them, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid counter options");
         // ANCHOR_END: connection_definitions
 
         for collector in [
@@ -218,6 +266,7 @@ impl Metrics {
             Box::new(connections_max.clone()),
             Box::new(connections_closed.clone()),
             Box::new(unmatched.clone()),
+            Box::new(scrape_refusals.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -240,6 +289,9 @@ impl Metrics {
         for reason in Closed::ALL {
             connections_closed.with_label_values(&[reason.as_str()]);
         }
+        for reason in Refused::ALL {
+            scrape_refusals.with_label_values(&[reason.as_str()]);
+        }
 
         Self {
             registry,
@@ -251,6 +303,7 @@ impl Metrics {
             connections_max,
             connections_closed,
             unmatched,
+            scrape_refusals,
         }
     }
 
@@ -291,6 +344,13 @@ impl Metrics {
     /// like a refused one, included).
     pub fn count_closed_connection(&self, reason: Closed) {
         self.connections_closed
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a connection the metrics listener refused.
+    pub fn count_refused_scrape_connection(&self, reason: Refused) {
+        self.scrape_refusals
             .with_label_values(&[reason.as_str()])
             .inc();
     }
@@ -483,22 +543,26 @@ impl Pending {
 /// What the log line says about the request, taken before the request is
 /// handed on (the handler consumes it).
 struct RequestLine {
-    method: http::Method,
-    /// Only its path is logged: a query string could hold secrets.
+    /// Cut to [`logging::METHOD_MAX`] characters: a method is a token of any
+    /// length the client likes.
+    method: Cow<'static, str>,
+    /// Only its path is logged: a query string could hold secrets. The
+    /// layer wraps `/login` only, so it is always that path.
     uri: http::Uri,
-    /// Absent for a request handed to the router in-process (a test).
+    /// Absent for a request handed to the router in-process (a test). An
+    /// IPv4-mapped IPv6 address is written as the IPv4 address it carries.
     peer: Option<IpAddr>,
 }
 
 impl RequestLine {
     fn of<B>(request: &http::Request<B>) -> Self {
         Self {
-            method: request.method().clone(),
+            method: logging::method(request.method()),
             uri: request.uri().clone(),
             peer: request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip()),
+                .map(|ConnectInfo(peer)| peer.ip().to_canonical()),
         }
     }
 }

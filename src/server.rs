@@ -11,31 +11,37 @@
 //! It serves connections with hyper's HTTP/1 server directly rather than with
 //! `axum::serve`, because that gives hyper no timer: without one, hyper's
 //! header read timeout never fires and a client that sends half a header holds
-//! its connection forever. Here every connection gets the header timeout, the
-//! login listener has a connection budget, and shutdown has a deadline.
+//! its connection forever. Here every connection on both listeners gets a
+//! header timeout, a bound on its header block and buffers, a write timeout
+//! and a most of requests; each listener has a connection budget with a share
+//! per client address; and shutdown has a deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, header};
+use governor::{DefaultDirectRateLimiter, Quota};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutWriter;
 use tower::ServiceExt;
 
-use crate::limits::{Limits, METRICS_CONNECTIONS};
-use crate::metrics::{Closed, Metrics};
+use crate::limits::{CONNECTION_BUFFER, HEADER_BLOCK_LIMIT, Limits, METRICS_CONNECTIONS};
+use crate::metrics::{Closed, Metrics, OpenConnection, Refused};
+use crate::metrics_listener::MetricsListener;
 use crate::routes::{AppState, app, metrics_app};
 use crate::throttle::Throttle;
 
@@ -57,25 +63,29 @@ pub async fn serve(
     });
     let limits = state.limits;
     let metrics = Arc::clone(&state.metrics);
+    let access = Arc::clone(&state.metrics_listener);
     let janitor = tokio::spawn(forget_idle_clients(Arc::clone(&state.throttle)));
 
     let logins = Listener {
         socket: app_listener,
         budget: limits.max_connections,
-        metrics: Some(Arc::clone(&metrics)),
-        per_client: Some(PerClient {
-            max: limits.max_connections_per_client,
-            open: Arc::default(),
-            throttle: Arc::clone(&state.throttle),
-        }),
+        header_timeout: limits.header_timeout,
+        allowed: None,
+        per_client: PerClient::new(
+            limits.max_connections_per_client,
+            Some(Arc::clone(&state.throttle)),
+        ),
+        records: Records::Connections(Arc::clone(&metrics)),
         router: app(state),
     };
     let scrapes = Listener {
         socket: metrics_listener,
-        router: metrics_app(metrics),
+        router: metrics_app(Arc::clone(&metrics)),
         budget: METRICS_CONNECTIONS,
-        metrics: None,
-        per_client: None,
+        header_timeout: access.idle_timeout,
+        per_client: PerClient::new(access.max_connections_per_client, None),
+        allowed: Some(access),
+        records: Records::Refusals(metrics, RefusalLog::new()),
     };
     tokio::join!(
         logins.run(limits, stopped.clone()),
@@ -98,33 +108,123 @@ async fn forget_idle_clients(throttle: Arc<Throttle>) {
     }
 }
 
-/// One listener, what it serves, and how many connections it keeps open.
+/// One listener, what it serves, and whom it admits.
 struct Listener {
     socket: TcpListener,
     router: Router,
+    /// Most connections open at once.
     budget: usize,
-    /// Where its connections are counted (the login listener's only).
-    metrics: Option<Arc<Metrics>>,
-    /// The per-address share of the budget (the login listener's only).
-    per_client: Option<PerClient>,
+    /// How long a connection may take to send a request's headers; also how
+    /// long an idle one stays open.
+    header_timeout: Duration,
+    /// Who may connect at all (the metrics listener's allow-list).
+    allowed: Option<Arc<MetricsListener>>,
+    /// The per-address share of the budget.
+    per_client: PerClient,
+    /// What it counts and logs about its connections.
+    records: Records,
 }
+
+// ANCHOR: records
+/// What a listener records about its connections.
+enum Records {
+    /// The login listener: every connection, open and closed, and why it ended.
+    Connections(Arc<Metrics>),
+    /// The metrics listener: the connections it refuses, counted, and logged
+    /// at warn at most once per [`REFUSALS_LOGGED_EVERY`].
+    Refusals(Arc<Metrics>, RefusalLog),
+}
+
+/// The longest a run of refusals on the metrics listener goes unlogged.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// The metrics listener's refusals, logged at warn: the first at once, then one
+/// line per [`REFUSALS_LOGGED_EVERY`] saying how many there were since the
+/// last, so that a flood of connections cannot flood the log too.
+struct RefusalLog {
+    every: DefaultDirectRateLimiter,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn new() -> Self {
+        Self {
+            every: DefaultDirectRateLimiter::direct(
+                Quota::with_period(REFUSALS_LOGGED_EVERY).expect("a period longer than zero"),
+            ),
+            unlogged: 0,
+        }
+    }
+
+    fn refused(&mut self, peer: IpAddr, reason: Refused) {
+        self.unlogged += 1;
+        if self.every.check().is_ok() {
+            tracing::warn!(
+                %peer,
+                reason = %reason.as_str(),
+                refused = self.unlogged,
+                "metrics listener refused connections (the last one's peer and reason)"
+            );
+            self.unlogged = 0;
+        }
+    }
+}
+
+impl Records {
+    /// Counts (and, on the metrics listener, logs) a connection closed at once.
+    fn refused(&mut self, peer: IpAddr, reason: Refused) {
+        match self {
+            Records::Connections(metrics) => metrics.count_closed_connection(match reason {
+                // The login listener has no allow-list: only the budgets refuse.
+                Refused::OverBudget | Refused::NotAllowed => Closed::OverBudget,
+                Refused::ClientOverBudget => Closed::ClientOverBudget,
+            }),
+            Records::Refusals(metrics, log) => {
+                metrics.count_refused_scrape_connection(reason);
+                log.refused(peer, reason);
+            }
+        }
+    }
+
+    /// The login listener's guard for a connection it has opened.
+    fn opened(&self) -> Option<OpenConnection> {
+        match self {
+            Records::Connections(metrics) => Some(metrics.mark_connection_open()),
+            Records::Refusals(..) => None,
+        }
+    }
+}
+// ANCHOR_END: records
 
 // ANCHOR: per_client
 /// How many connections each client address holds, and the most it may.
 struct PerClient {
     max: usize,
     open: OpenByClient,
-    throttle: Arc<Throttle>,
+    /// Trusted proxies, exempt from the share (the login listener's).
+    proxies: Option<Arc<Throttle>>,
 }
 
 /// Open connections by client address.
 type OpenByClient = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl PerClient {
+    fn new(max: usize, proxies: Option<Arc<Throttle>>) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+            proxies,
+        }
+    }
+
     /// One more connection for `peer`, or `None` when it already holds `max`
     /// (a trusted proxy carries many clients, and has no such limit).
     fn admit(&self, peer: IpAddr) -> Option<ClientSlot> {
-        if self.throttle.is_trusted_proxy(peer) {
+        if self
+            .proxies
+            .as_ref()
+            .is_some_and(|proxies| proxies.is_trusted_proxy(peer))
+        {
             return Some(ClientSlot(None));
         }
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,13 +257,35 @@ impl Drop for ClientSlot {
 }
 // ANCHOR_END: per_client
 
+// ANCHOR: http
+/// hyper's settings for one listener's connections: the header timeout (with a
+/// timer, or it never fires), the header block limit, and the buffers.
+fn http(header_timeout: Duration) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_header_size(HEADER_BLOCK_LIMIT)
+        .max_buf_size(CONNECTION_BUFFER);
+    http
+}
+
+/// The connection's socket, with a bound on how long a write may wait for the
+/// client to read: hyper has no write timeout of its own.
+fn with_write_timeout(
+    stream: TcpStream,
+    timeout: Duration,
+) -> TokioIo<Pin<Box<TimeoutWriter<TcpStream>>>> {
+    let mut stream = TimeoutWriter::new(stream);
+    stream.set_timeout(Some(timeout));
+    TokioIo::new(Box::pin(stream))
+}
+// ANCHOR_END: http
+
 impl Listener {
     // ANCHOR: accept_loop
     /// Accepts connections until `stopped`, then drains them.
     async fn run(mut self, limits: Limits, stopped: watch::Receiver<()>) {
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
+        let http = http(self.header_timeout);
         let budget = Arc::new(Semaphore::new(self.budget));
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
@@ -176,35 +298,44 @@ impl Listener {
                 accepted = axum::serve::Listener::accept(&mut self.socket) => accepted,
             };
             while connections.try_join_next().is_some() {}
-            let Ok(permit) = Arc::clone(&budget).try_acquire_owned() else {
-                // Closing it now costs less than keeping it waiting, and the
-                // client learns at once that it should come back later.
+            // One form for every address it logs or counts: an IPv4 client of
+            // a dual-stack listener as IPv4.
+            let ip = peer.ip().to_canonical();
+            // Closing a refused connection at once costs less than keeping it
+            // waiting, and the client learns at once to come back later.
+            if self
+                .allowed
+                .as_ref()
+                .is_some_and(|allowed| !allowed.allows(ip))
+            {
                 drop(stream);
-                if let Some(metrics) = &self.metrics {
-                    metrics.count_closed_connection(Closed::OverBudget);
-                } else {
-                    // Not a warning per connection: a flood would fill the log.
-                    // Prometheus reports its own failed scrapes.
-                    tracing::debug!(%peer, "metrics listener full: connection refused");
-                }
-                continue;
-            };
-            let client = self.per_client.as_ref().map(|p| p.admit(peer.ip()));
-            if let Some(None) = client {
-                drop(stream);
-                if let Some(metrics) = &self.metrics {
-                    metrics.count_closed_connection(Closed::ClientOverBudget);
-                }
+                self.records.refused(ip, Refused::NotAllowed);
                 continue;
             }
-            let open = self.metrics.as_ref().map(Metrics::mark_connection_open);
-            let served = Arc::new(AtomicBool::new(false));
-            let service = per_connection(self.router.clone(), peer, Arc::clone(&served));
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let Ok(permit) = Arc::clone(&budget).try_acquire_owned() else {
+                drop(stream);
+                self.records.refused(ip, Refused::OverBudget);
+                continue;
+            };
+            let Some(client) = self.per_client.admit(ip) else {
+                drop(stream);
+                self.records.refused(ip, Refused::ClientOverBudget);
+                continue;
+            };
+            let open = self.records.opened();
+            let requests = Arc::new(AtomicUsize::new(0));
+            let service = per_connection(
+                self.router.clone(),
+                peer,
+                Arc::clone(&requests),
+                limits.max_requests_per_connection,
+            );
+            let io = with_write_timeout(stream, limits.write_timeout);
+            let connection = graceful.watch(http.serve_connection(io, service));
             connections.spawn(async move {
                 let result = connection.await;
                 if let Some(open) = open {
-                    open.close(closed_because(result, served.load(Ordering::Relaxed)));
+                    open.close(closed_because(result, requests.load(Ordering::Relaxed) > 0));
                 }
                 drop(client);
                 drop(permit);
@@ -239,12 +370,14 @@ async fn drain(graceful: GracefulShutdown, mut connections: JoinSet<()>, limits:
 
 // ANCHOR: per_connection
 /// The router as one connection's hyper service: each request gets the
-/// client's address as axum's `ConnectInfo`, and marks the connection as
-/// having served a request.
+/// client's address as axum's `ConnectInfo`, and is counted in `requests`; the
+/// answer to the `max_requests`th says `Connection: close`, and hyper closes the
+/// connection once it is sent.
 fn per_connection(
     router: Router,
     peer: SocketAddr,
-    served: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    max_requests: usize,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -252,9 +385,20 @@ fn per_connection(
     Future = impl Send,
 > + Clone {
     hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        served.store(true, Ordering::Relaxed);
+        let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
         request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request)
+        ServiceExt::<Request<Incoming>>::map_response(
+            router.clone(),
+            move |mut response: axum::response::Response| {
+                if last {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            },
+        )
+        .oneshot(request)
     })
 }
 // ANCHOR_END: per_connection
@@ -264,6 +408,8 @@ fn per_connection(
 fn closed_because(result: Result<(), hyper::Error>, served: bool) -> Closed {
     match result {
         Ok(()) => Closed::Completed,
+        // The write timeout, from the socket's wrapper: an I/O error.
+        Err(error) if timed_out_writing(&error) => Closed::WriteTimeout,
         // hyper's header timer also runs while a kept-alive connection waits
         // for its next request: after one request, a timeout is mostly idleness.
         Err(error) if error.is_timeout() && served => Closed::IdleTimeout,
@@ -275,6 +421,19 @@ fn closed_because(result: Result<(), hyper::Error>, served: bool) -> Closed {
             Closed::ClientGone
         }
     }
+}
+
+/// Whether `error` comes from an I/O operation that timed out: on a socket with
+/// a write timeout, a write the client did not make room for.
+fn timed_out_writing(error: &hyper::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            return io.kind() == io::ErrorKind::TimedOut;
+        }
+        cause = error.source();
+    }
+    false
 }
 // ANCHOR_END: closed_because
 

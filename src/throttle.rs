@@ -15,7 +15,10 @@
 //!   header is written by whoever sends the request, so it is believed only when
 //!   the peer is a proxy the operator named (`--trusted-proxy`), and then read
 //!   from the right, skipping the named proxies: the first other address is the
-//!   one the nearest trusted proxy saw. Never by default.
+//!   one the nearest trusted proxy saw. An entry that is not an address stops
+//!   the walk, and the proxy that passed it on is taken for the client: what
+//!   lies to its left was written by someone the server cannot vouch for.
+//!   Never by default.
 //! * **What an address is.** One IPv6 host commonly holds a whole /64, so an IPv6
 //!   client is keyed by its /64: otherwise one machine could be a billion clients.
 //! * **Memory.** The limiter remembers each address it has seen. Addresses whose
@@ -100,22 +103,32 @@ impl Throttle {
     // ANCHOR: client
     /// The address a request is from: the peer, or, when the peer is a trusted
     /// proxy, the last address in `X-Forwarded-For` that is not one; IPv6 cut
-    /// to its /64.
+    /// to its /64. An entry that is not a bare address (`ip:port`, `unknown`,
+    /// empty, garbage) ends the walk at the trusted proxy that passed it on.
     #[must_use]
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
         let mut client = peer.ip().to_canonical();
         if trusted(&client) {
-            let forwarded = headers
+            // Every entry, in order; `None` for one that is not an address.
+            let hops: Vec<Option<IpAddr>> = headers
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-                .map(|ip| ip.to_canonical())
-                .collect::<Vec<_>>();
+                .flat_map(|value| match value.to_str() {
+                    Ok(value) => value
+                        .split(',')
+                        .map(|hop| hop.trim().parse().ok())
+                        .collect(),
+                    Err(_) => vec![None],
+                })
+                .collect();
             // Right to left: each trusted proxy appended the address it saw.
-            for hop in forwarded.into_iter().rev() {
+            for hop in hops.into_iter().rev() {
+                // Unreadable: the last trusted hop is as far as the walk can
+                // vouch for, and so the client.
+                let Some(hop) = hop.map(|ip: IpAddr| ip.to_canonical()) else {
+                    break;
+                };
                 client = hop;
                 if !trusted(&hop) {
                     break;
@@ -228,6 +241,38 @@ mod tests {
         // Without the header, the proxy itself is the client.
         let client = throttle.client(peer("10.9.9.9"), &HeaderMap::new());
         assert_eq!(client, "10.9.9.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn an_entry_that_is_not_an_address_stops_the_walk_at_the_proxy_that_passed_it() {
+        let throttle = Throttle::new(
+            Some(LoginRate::default()),
+            vec!["10.0.0.0/8".parse().unwrap()],
+        );
+        for malformed in [
+            "127.0.15.2:4444",
+            "[2001:db8::1]:4444",
+            "unknown",
+            "not an address",
+            "",
+        ] {
+            // The client wrote the first entry; whatever it is, it never counts.
+            let headers = forwarded(&format!("192.0.2.99, {malformed}"));
+            let client = throttle.client(peer("10.9.9.9"), &headers);
+            assert_eq!(
+                client,
+                "10.9.9.9".parse::<IpAddr>().unwrap(),
+                "{malformed:?}"
+            );
+            // Behind an inner trusted proxy, the walk stops at that proxy.
+            let headers = forwarded(&format!("192.0.2.99, {malformed}, 10.1.2.3"));
+            let client = throttle.client(peer("10.9.9.9"), &headers);
+            assert_eq!(
+                client,
+                "10.1.2.3".parse::<IpAddr>().unwrap(),
+                "{malformed:?}"
+            );
+        }
     }
 
     #[test]

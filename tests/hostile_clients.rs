@@ -3,6 +3,20 @@
 //! (hundreds of milliseconds) so the tests stay fast; the deadlines the tests
 //! wait with are generous, because what they check is that something happens
 //! at all, not how fast.
+//!
+//! The modules hold the clients that read slowly or never ([`slow_readers`]),
+//! that go for the metrics listener ([`metrics_listener`]), that send what the
+//! log or the parser must bound ([`oversized`]), and that try to steer or fool
+//! the login endpoint ([`steering`]).
+
+#[path = "hostile_clients/metrics_listener.rs"]
+mod metrics_listener;
+#[path = "hostile_clients/oversized.rs"]
+mod oversized;
+#[path = "hostile_clients/slow_readers.rs"]
+mod slow_readers;
+#[path = "hostile_clients/steering.rs"]
+mod steering;
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,6 +28,7 @@ use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::{CLIENT_CLOSED_REQUEST, Closed, STATUS_CODES};
+use login_metrics::metrics_listener::MetricsListener;
 use login_metrics::throttle::Throttle;
 use login_metrics_testkit::clients::{
     HALF_A_HEADER, HALF_A_LOGIN, connect_from, hang_up_mid_body, login_request, until_closed,
@@ -37,13 +52,21 @@ fn short_limits() -> Limits {
         shutdown_grace: Duration::from_secs(1),
         max_hash_wait: Duration::from_secs(600),
         max_connections_per_client: 64,
+        write_timeout: Duration::from_millis(500),
+        max_requests_per_connection: 100,
     }
 }
 
 async fn server(limits: Limits) -> TestServer {
+    server_with(limits, MetricsListener::default(), Throttle::off()).await
+}
+
+/// A server on loopback with these limits, metrics listener and throttle.
+async fn server_with(limits: Limits, scrapers: MetricsListener, throttle: Throttle) -> TestServer {
     let state = AppState::new(UserStore::with_demo_user())
         .with_limits(limits)
-        .with_throttle(Throttle::off());
+        .with_metrics_listener(scrapers)
+        .with_throttle(throttle);
     TestServer::start_with(IpAddr::V4(Ipv4Addr::LOCALHOST), state)
         .await
         .unwrap()
@@ -645,6 +668,8 @@ fn limits_come_from_flags_with_safe_defaults() {
             shutdown_grace: Duration::from_secs(3),
             max_hash_wait: Duration::from_millis(500),
             max_connections_per_client: 64,
+            write_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 100,
         }
     );
 

@@ -3,66 +3,20 @@
 //! request is logged as the 499 it is counted as; the line never carries a body
 //! or a query string.
 //!
-//! Each test captures the log of its own thread (a subscriber set as the
-//! thread's default, and tokio's current-thread runtime, which polls the router
-//! on that thread), so the tests run in parallel without seeing each other's lines.
+//! Each test captures the log of its own thread (the test kit's `Captured`, and
+//! tokio's current-thread runtime, which polls the router on that thread), so the
+//! tests run in parallel without seeing each other's lines.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use login_metrics::auth::UserStore;
-use login_metrics::logging::REQUEST_TARGET;
 use login_metrics::metrics::STATUS_CODES;
 use login_metrics::{AppState, app};
 use login_metrics_testkit::exposition::ScrapeMetrics as _;
+use login_metrics_testkit::logs::Captured;
 use tower::ServiceExt;
-
-/// Everything logged on this thread while the guard lives, as the server's
-/// default format writes it (no colour codes).
-struct Captured {
-    lines: Arc<Mutex<Vec<u8>>>,
-    _default: tracing::subscriber::DefaultGuard,
-}
-
-impl Captured {
-    fn start() -> Self {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_ansi(false)
-            .with_writer(move || Sink(Arc::clone(&sink)))
-            .finish();
-        Self {
-            lines,
-            _default: tracing::subscriber::set_default(subscriber),
-        }
-    }
-
-    /// The per-request lines so far.
-    fn request_lines(&self) -> Vec<String> {
-        String::from_utf8(self.lines.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter(|line| line.contains(REQUEST_TARGET))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A `POST` to `uri` with the given content type and body.
 fn post(uri: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> {

@@ -34,6 +34,11 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Variables to set (`Some`) or remove (`None`) in the server's environment.
     pub env: Vec<(String, Option<String>)>,
+    /// The login listener's address [default: `127.0.0.1:0`].
+    pub login_addr: Option<String>,
+    /// Read the log only until the server says where it listens, then leave the
+    /// pipe open and unread, like a log shipper that stopped.
+    pub unread_log: bool,
 }
 
 /// A server process, killed when dropped.
@@ -45,6 +50,8 @@ pub struct Server {
     /// Where it serves `GET /metrics`.
     pub metrics: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// The standard output of a server launched with [`Launch::unread_log`].
+    _unread: Option<Mutex<Box<dyn std::io::Read + Send>>>,
 }
 
 impl Drop for Server {
@@ -69,7 +76,9 @@ impl Server {
             .arg("-c")
             .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""))
             .arg(binary)
-            .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--addr")
+            .arg(launch.login_addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(&launch.args)
             .env("RUST_LOG", "warn,login_server=info")
             .env("NO_COLOR", "1")
@@ -85,13 +94,20 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let (lines, listening) = std::sync::mpsc::channel();
+        let (unread_tx, unread_rx) = std::sync::mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
-        for output in [
+        let stdout_unread = launch.unread_log.then_some(unread_tx);
+        for (index, output) in [
             Box::new(child.stdout.take().context("stdout is piped")?)
                 as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().context("stderr is piped")?),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let (kept, lines) = (Arc::clone(&log), lines.clone());
+            // Only standard output, where the log goes, is left unread.
+            let unread = stdout_unread.clone().filter(|_| index == 0);
             std::thread::spawn(move || {
                 let mut output = BufReader::new(output);
                 let mut line = String::new();
@@ -108,6 +124,10 @@ impl Server {
                     let text = line.trim_end();
                     if text.contains("listening") {
                         let _ = lines.send(text.to_owned());
+                        if let Some(unread) = unread {
+                            let _ = unread.send(output);
+                            return;
+                        }
                     }
                     let mut kept = kept.lock().expect("log lock");
                     if kept.len() < KEPT_LINES {
@@ -135,11 +155,18 @@ impl Server {
                 .context("no address")?
                 .parse()?)
         };
+        let unread = if launch.unread_log {
+            Some(unread_rx.recv_timeout(WAIT).context("the log's reader")?)
+        } else {
+            None
+        };
         Ok(Self {
             login: field("login")?,
             metrics: field("metrics")?,
             child,
             log,
+            _unread: unread
+                .map(|reader| Mutex::new(Box::new(reader) as Box<dyn std::io::Read + Send>)),
         })
     }
 

@@ -15,7 +15,7 @@
 //! ```
 
 use axum::http::StatusCode;
-use login_metrics::metrics::{Closed, Metrics};
+use login_metrics::metrics::{Closed, Metrics, Refused};
 
 /// The value of one series, matched exactly: `series` is the whole left-hand side
 /// of the sample line, such as `login_requests_total{status_code="200"}`. `None`
@@ -131,6 +131,16 @@ impl Scrape {
         )))
     }
 
+    /// `login_metrics_connections_refused_total{reason="REASON"}`: connections
+    /// the metrics listener refused.
+    #[must_use]
+    pub fn metrics_connections_refused(&self, reason: Refused) -> u64 {
+        whole(self.required(&format!(
+            "login_metrics_connections_refused_total{{reason=\"{}\"}}",
+            reason.as_str()
+        )))
+    }
+
     /// `login_unmatched_requests_total`.
     #[must_use]
     pub fn unmatched_requests(&self) -> u64 {
@@ -230,6 +240,9 @@ login_request_latency_seconds_count_extra 5
         assert_eq!(scrape.unmatched_requests(), 0);
         for reason in Closed::ALL {
             assert_eq!(scrape.connections_closed(reason), 0);
+        }
+        for reason in Refused::ALL {
+            assert_eq!(scrape.metrics_connections_refused(reason), 0);
         }
     }
 }

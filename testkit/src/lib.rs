@@ -8,6 +8,7 @@
 //!   mix of them in the background; [`clients`]: raw clients from addresses of their own.
 //! - [`exposition`]: the server's metrics read from the text Prometheus scrapes.
 //! - [`wait`]: waiting for something to happen, with a deadline and a message.
+//! - [`logs`]: what the server logs, captured for a test.
 //! - [`tools`]: promtool and amtool; [`webhook`]: Alertmanager's notifications, received.
 //! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager uses the same
 //!   launcher) from a local image or a native binary, and Grafana in Docker.
@@ -53,6 +54,7 @@ pub mod example;
 pub mod exposition;
 pub mod harness;
 pub mod logins;
+pub mod logs;
 pub mod panels;
 pub mod promql;
 pub mod server;

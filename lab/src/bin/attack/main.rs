@@ -1,13 +1,14 @@
 //! The hostile clients of the appendix "Hostile clients", played against the
 //! real `login_server` binary over loopback, each attack bounded in count and
-//! time; about two and a half minutes per server.
+//! time; about five minutes per server.
 //!
 //! ```sh
 //! cargo run -p lab --release --bin attack                              # this server
 //! cargo run -p lab --release --bin attack -- --before OLD_LOGIN_SERVER # and an old one, side by side
 //! ```
 //!
-//! Each attack starts a fresh server process under `ulimit -n 4096`, so that a
+//! A figure that an old server cannot give (it lacks the metric, or the flag
+//! the attack needs) prints as "n/a". Each attack starts a fresh server process under `ulimit -n 4096`, so that a
 //! few thousand connections reach its descriptor limit, and measures from
 //! outside: scrapes, a legitimate login, the process's descriptors, memory and
 //! CPU time from `/proc`, and the server's own metrics. Figures a server does
@@ -21,6 +22,21 @@
 //! - **hang-ups**: 3,000 logins, each closed right after it is sent.
 //! - **404 flood**: 5 s of requests to distinct unknown paths.
 //! - **login flood**: 512 connections of good logins for 10 s.
+//! - **slow readers**: four clients pipeline requests with a tiny receive
+//!   buffer and never read, against `--max-connections 4`, for 25 s; a fifth
+//!   does the same to `/metrics`.
+//! - **metrics hold**: one address holds 40 connections to the metrics listener,
+//!   reopening each as it is closed, for 15 s while 127.0.0.1 scrapes every
+//!   250 ms; then eight addresses, with `--metrics-allow 127.0.0.1`.
+//! - **long methods**: 12,000 requests with a 7,000-byte method, then 1,000
+//!   with a 390,000-byte one, each against a server whose log pipe is not read.
+//! - **big headers**: 200 connections send 400 KB of a header and never end it.
+//! - **expect-100**, **forwarded-for**, **array-login**, **mapped-peer**: one
+//!   exchange each (a body announced at 1 MB with `Expect: 100-continue`; 50
+//!   guesses behind a trusted proxy with a rotating entry left of an `ip:port`
+//!   hop; `["user","pass"]`; an IPv4 client of a `[::]` listener).
+//! - **metrics flood**: login latency for 5 s, then for 10 s with eight
+//!   connections scraping back to back.
 //!
 //! Linux only (it reads `/proc`).
 
@@ -36,6 +52,11 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod linux {
+    mod oversized;
+    mod scrapes;
+    mod slow_readers;
+    mod steering;
+
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,7 +83,9 @@ mod linux {
         #[arg(long)]
         server: Option<PathBuf>,
         /// Run only the attacks whose names contain this (idle, slowloris,
-        /// slow-bodies, hang-ups, 404-flood, login-flood).
+        /// slow-bodies, hang-ups, 404-flood, login-flood, slow-readers,
+        /// metrics-hold, long-methods, big-headers, expect-100, forwarded-for,
+        /// array-login, mapped-peer, metrics-flood).
         #[arg(long)]
         only: Option<String>,
     }
@@ -131,6 +154,39 @@ mod linux {
         if wanted("login-flood") {
             eprintln!("login flood ({FLOOD_CONNECTIONS} connections, {FLOOD_FOR:?})...");
             login_flood(binary, &mut report).await?;
+        }
+        if wanted("slow-readers") {
+            eprintln!("slow readers...");
+            slow_readers::slow_readers(binary, &mut report).await?;
+        }
+        if wanted("metrics-hold") {
+            eprintln!("metrics hold...");
+            scrapes::metrics_hold(binary, &mut report, 1, false).await?;
+            scrapes::metrics_hold(binary, &mut report, 8, true).await?;
+        }
+        if wanted("long-methods") {
+            eprintln!("long methods...");
+            oversized::long_methods(binary, &mut report).await?;
+        }
+        if wanted("big-headers") {
+            eprintln!("big headers...");
+            oversized::big_headers(binary, &mut report).await?;
+        }
+        if wanted("expect-100") {
+            oversized::expect_100(binary, &mut report).await?;
+        }
+        if wanted("forwarded-for") {
+            steering::forwarded_for(binary, &mut report).await?;
+        }
+        if wanted("array-login") {
+            steering::array_login(binary, &mut report).await?;
+        }
+        if wanted("mapped-peer") {
+            steering::mapped_peer(binary, &mut report).await?;
+        }
+        if wanted("metrics-flood") {
+            eprintln!("metrics flood...");
+            scrapes::metrics_flood(binary, &mut report).await?;
         }
         Ok(report)
     }
