@@ -129,9 +129,10 @@ pub fn rendered_repository_config(account: &ProbeAccount) -> anyhow::Result<Stri
 pub fn config_check(config: &Path) -> Option<Output> {
     let Some(binary) = find_binary(ENGINE.spec().binaries) else {
         crate::env::skip(&format!(
-            "no blackbox exporter binary on PATH to check {}; {}",
-            config.display(),
-            ENGINE.spec().install_hint
+            "no blackbox exporter binary on PATH to check {}; install it \
+             (`apt install prometheus-blackbox-exporter`, \
+             https://github.com/prometheus/blackbox_exporter/releases)",
+            config.display()
         ));
         return None;
     };
