@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build a local container image of an engine the tests run (Prometheus, Alertmanager,
-# VictoriaMetrics) from the binary installed on this machine (Debian's packages in CI),
+# VictoriaMetrics, the blackbox exporter) from the binary installed on this machine (Debian's packages in CI),
 # for hosts that have Docker but cannot pull from a registry.
 #
-#   .ci/build-local-image.sh prometheus|alertmanager|victoria-metrics
+#   .ci/build-local-image.sh prometheus|alertmanager|victoria-metrics|blackbox-exporter
 #
 # The image is a `docker import` of a minimal root filesystem (no base image): the
 # binary, the shared libraries `ldd` reports for it, and the layout of the official
@@ -14,7 +14,8 @@
 # Idempotent: skipped when the tag exists and was built from the same binary.
 #
 # Environment:
-#   <ENGINE>_BIN     binary to package (default: the Debian binary on PATH), e.g. PROMETHEUS_BIN
+#   <ENGINE>_BIN     binary to package (default: the Debian binary on PATH), e.g. PROMETHEUS_BIN,
+#                    BLACKBOX_EXPORTER_BIN
 #   LOCAL_IMAGE_TAG  tag to build (default login-metrics/<engine>:<version>-debian-local)
 set -euo pipefail
 
@@ -56,8 +57,19 @@ victoria-metrics)
     entrypoint=/victoria-metrics-prod; user=0; port=8428; data=/victoria-metrics-data; config_dir=""
     cmd='[]'; default_config=""; config_file=""
     ;;
+blackbox-exporter)
+    # The official image up to v0.28.0 runs as root (the exporter's ICMP prober
+    # needs it), keeps no data, and reads /etc/blackbox_exporter/config.yml.
+    bin_var=BLACKBOX_EXPORTER_BIN; binary=prometheus-blackbox-exporter; package=prometheus-blackbox-exporter
+    entrypoint=/bin/blackbox_exporter; user=0; port=9115; data=""; config_dir=/etc/blackbox_exporter
+    cmd='["--config.file=/etc/blackbox_exporter/config.yml"]'
+    default_config='modules:
+  http_2xx:
+    prober: http'
+    config_file=config.yml
+    ;;
 *)
-    log "usage: $0 prometheus|alertmanager|victoria-metrics"
+    log "usage: $0 prometheus|alertmanager|victoria-metrics|blackbox-exporter"
     exit 2
     ;;
 esac
@@ -89,7 +101,8 @@ fi
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 root="$context/rootfs"
-mkdir -p "$root/$(dirname "$entrypoint")" "$root/etc" "$root$data" "$root/tmp"
+mkdir -p "$root/$(dirname "$entrypoint")" "$root/etc" "$root/tmp"
+if [[ -n "$data" ]]; then mkdir -p "$root$data"; fi
 install -m 0755 "$bin" "$root$entrypoint"
 
 for companion in "${companions[@]}"; do
@@ -140,10 +153,15 @@ done
 chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf"
 chmod 1777 "$root/tmp"
 
-# A root filesystem tarball: everything owned by root except the data directory, which
-# belongs to the image's user, so no root privileges are needed to build it.
-tar -C "$root" -c --numeric-owner --owner=0 --group=0 --exclude=".$data" -f "$context/rootfs.tar" .
-tar -C "$root" -r --numeric-owner --owner="$user" --group="$user" -f "$context/rootfs.tar" ".$data"
+# A root filesystem tarball: everything owned by root except the data directory (if the
+# engine keeps data), which belongs to the image's user, so no root privileges are
+# needed to build it.
+if [[ -n "$data" ]]; then
+    tar -C "$root" -c --numeric-owner --owner=0 --group=0 --exclude=".$data" -f "$context/rootfs.tar" .
+    tar -C "$root" -r --numeric-owner --owner="$user" --group="$user" -f "$context/rootfs.tar" ".$data"
+else
+    tar -C "$root" -c --numeric-owner --owner=0 --group=0 -f "$context/rootfs.tar" .
+fi
 
 log "importing $TAG from $bin ($version)"
 docker import \
@@ -151,7 +169,7 @@ docker import \
     --change 'ENV PATH=/bin' \
     --change "USER $user" \
     --change "EXPOSE $port" \
-    --change "WORKDIR $data" \
+    --change "WORKDIR ${data:-/}" \
     --change "ENTRYPOINT [\"$entrypoint\"]" \
     --change "CMD $cmd" \
     --message "$engine $version from $bin" \

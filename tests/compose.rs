@@ -4,8 +4,10 @@
 //! and every container is wired to the others as the book says.
 
 use login_metrics_testkit::compose;
-use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
-use login_metrics_testkit::repository_yaml;
+use login_metrics_testkit::harness::{
+    alertmanager, blackbox, grafana, prometheus, victoria_metrics,
+};
+use login_metrics_testkit::{repo_root, repository_yaml};
 use serde_yaml_ng::Value as Yaml;
 
 #[test]
@@ -149,5 +151,74 @@ fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
     assert_eq!(
         services["grafana"]["environment"]["LONG_TERM_STORE_URL"],
         "http://victoria-metrics:8428"
+    );
+}
+
+#[test]
+fn the_probe_override_adds_the_exporter_and_gives_prometheus_the_probe_job() {
+    let Some(cmd) = compose::command() else {
+        login_metrics_testkit::env::skip(
+            "neither `docker compose` nor `docker-compose` is installed",
+        );
+        return;
+    };
+    let output = compose::config_with(
+        &cmd,
+        Some("test-password"),
+        None,
+        &["deploy/probe/compose.yml"],
+    );
+    assert!(
+        output.status.success(),
+        "{} config with the probe: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
+    let services = &config["services"];
+    let exporter = &services["blackbox-exporter"];
+    assert_eq!(exporter["image"], blackbox::DEFAULT_IMAGE);
+    assert_eq!(
+        flag(exporter, "config.file"),
+        Some("/etc/blackbox_exporter/config.yml")
+    );
+    let volumes = format!("{:?}", exporter["volumes"]);
+    assert!(
+        volumes.contains("deploy/probe/blackbox.rendered.yml:/etc/blackbox_exporter/config.yml"),
+        "the rendered file, not the template: {volumes}"
+    );
+    let ports = format!("{:?}", exporter["ports"]);
+    assert!(ports.contains("127.0.0.1"), "loopback only: {ports}");
+    // The rendered file holds the probe's password: never committed.
+    let ignored = std::fs::read_to_string(repo_root().join(".gitignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == "/deploy/probe/*.rendered.yml"),
+        "{ignored}"
+    );
+
+    // Prometheus gets the configuration with the probe job, in place of the other,
+    // and keeps its rules.
+    let volumes = format!("{:?}", services["prometheus"]["volumes"]);
+    assert!(
+        volumes.contains("deploy/probe/prometheus.docker.yml:/etc/prometheus/prometheus.yml"),
+        "{volumes}"
+    );
+    assert!(
+        !volumes.contains("deploy/prometheus.docker.yml"),
+        "{volumes}"
+    );
+    assert!(
+        volumes.contains("/rules:/etc/prometheus/rules:ro"),
+        "{volumes}"
+    );
+    // Its probe job scrapes the exporter where Compose runs it.
+    let probe = repository_yaml("deploy/probe/prometheus.docker.yml")["scrape_configs"][1].clone();
+    assert_eq!(probe["job_name"], "login_probe");
+    assert_eq!(
+        probe["relabel_configs"][2]["replacement"],
+        format!(
+            "blackbox-exporter:{}",
+            blackbox::ENGINE.spec().container_port
+        )
     );
 }

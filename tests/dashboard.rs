@@ -13,8 +13,8 @@ use std::time::Duration;
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
-    DataSourceProvisioning, Expect, LONG_TERM_STORE_UID, Panel, QueryContext, Variables,
-    dashboard_file, dashboard_provider_file, datasource_file, env_reference,
+    DataSourceProvisioning, Expect, LONG_TERM_STORE_UID, PROBE_PANELS, Panel, QueryContext,
+    Variables, dashboard_file, dashboard_provider_file, datasource_file, env_reference,
     expect_under_ordinary_traffic, load_dashboard, load_yaml, long_term_store_file,
     query_range_as_grafana,
 };
@@ -285,8 +285,18 @@ fn every_selector_of_every_query_filters_by_job_and_instance() {
     for (panel, target) in dashboard().queries() {
         if target.expr.contains("ALERTS{") {
             // Alerts about a whole job carry no instance label: `instance=~".+"`
-            // would hide them, so the alerts panel filters by job only.
-            assert!(target.expr.contains(r#"job=~"$job""#), "{:?}", panel.title);
+            // would hide them, so the alerts panel filters by job only, and lists
+            // the probe's too, whose job is its own.
+            assert!(
+                target.expr.contains(r#"job=~"$job|login_probe""#),
+                "{:?}",
+                panel.title
+            );
+            continue;
+        }
+        if PROBE_PANELS.contains(&panel.title.as_str()) {
+            // The probe's series are the exporter's, about a URL: the server's job
+            // and instances do not apply.
             continue;
         }
         let mut found = 0;
@@ -317,10 +327,21 @@ fn every_panel_aggregates_across_instances_sum_before_dividing_and_by_le_before_
     // The queries left per series on purpose, one tile or line per instance (their
     // legend says which): the up tiles, and the tutorial's average next to the
     // aggregated line.
-    let per_instance_on_purpose = [("Target up", "A"), ("Average latency", "A")];
+    let per_instance_on_purpose = [
+        ("Target up", "A"),
+        ("Average latency", "A"),
+        ("Login probe", "A"),
+    ];
     for (panel, target) in dashboard.queries() {
         let expr = without_variable_matchers(&target.expr);
         let what = format!("{:?} {}: `{expr}`", panel.title, target.ref_id);
+        if panel.title == "Login probe duration by phase" {
+            // One line per phase, of the slowest URL probed: summing the durations
+            // of several URLs would make a wait nobody had.
+            assert!(expr.starts_with("max by (phase) ("), "{what}");
+            assert_eq!(target.legend_format.as_deref(), Some("{{phase}}"), "{what}");
+            continue;
+        }
         if per_instance_on_purpose.contains(&(panel.title.as_str(), target.ref_id.as_str())) {
             assert_eq!(
                 target.legend_format.as_deref(),
@@ -355,6 +376,48 @@ fn every_panel_aggregates_across_instances_sum_before_dividing_and_by_le_before_
     assert_eq!(
         average.targets[1].legend_format.as_deref(),
         Some("all instances")
+    );
+}
+
+#[test]
+fn the_probe_panels_show_the_login_probe_job_and_nothing_else() {
+    let dashboard = dashboard();
+    let probing: BTreeSet<&str> = dashboard
+        .queries()
+        .filter(|(_, target)| target.expr.contains("probe_"))
+        .map(|(panel, _)| panel.title.as_str())
+        .collect();
+    assert_eq!(probing, BTreeSet::from(PROBE_PANELS));
+    for title in PROBE_PANELS {
+        let panel = dashboard.panel(title).unwrap();
+        for target in &panel.targets {
+            assert!(
+                target.expr.contains(r#"{job="login_probe"}"#),
+                "{title}: {}",
+                target.expr
+            );
+            // No series of the server's own.
+            assert!(
+                !target.expr.replace("login_probe", "").contains("login_"),
+                "{title}: {}",
+                target.expr
+            );
+        }
+    }
+    let success = dashboard.panel("Login probe").unwrap();
+    assert_eq!(
+        success.targets[0].expr,
+        r#"probe_success{job="login_probe"}"#
+    );
+    assert!(
+        !success.field_config.defaults.mappings.is_empty(),
+        "0/1 shown as FAILING/OK"
+    );
+    let phases = dashboard.panel("Login probe duration by phase").unwrap();
+    assert_eq!(phases.field_config.defaults.unit.as_deref(), Some("s"));
+    assert_eq!(
+        phases.field_config.defaults.custom["stacking"]["mode"], "normal",
+        "the phases add up to the whole wait"
     );
 }
 

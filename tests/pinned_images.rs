@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use login_metrics_testkit::book::markdown_files;
-use login_metrics_testkit::harness::{alertmanager, grafana, prometheus, victoria_metrics};
+use login_metrics_testkit::harness::{
+    alertmanager, blackbox, grafana, prometheus, victoria_metrics,
+};
 use login_metrics_testkit::repo_root;
 use regex::Regex;
 
@@ -16,6 +18,7 @@ fn pinned() -> BTreeMap<&'static str, &'static str> {
         alertmanager::DEFAULT_IMAGE,
         grafana::DEFAULT_IMAGE,
         victoria_metrics::DEFAULT_IMAGE,
+        blackbox::DEFAULT_IMAGE,
     ]
     .into_iter()
     .map(|reference| reference.split_once(':').expect("a pinned tag"))
@@ -34,7 +37,14 @@ fn every_image_the_repository_names_is_the_pinned_one() {
 
     let root = repo_root();
     let mut files = markdown_files(&root.join("book").join("src")).unwrap();
-    files.extend(["README.md", "docker-compose.yml"].map(|f| root.join(f)));
+    files.extend(
+        [
+            "README.md",
+            "docker-compose.yml",
+            "deploy/probe/compose.yml",
+        ]
+        .map(|f| root.join(f)),
+    );
     let mut seen = BTreeMap::<&str, usize>::new();
     let mut wrong = Vec::new();
     for file in &files {

@@ -1,6 +1,7 @@
 //! The Prometheus configurations the guide ships pass `promtool check config`,
 //! rule files included, and so does the rewritten one the tests run.
 
+use login_metrics_testkit::harness::blackbox;
 use login_metrics_testkit::harness::prometheus::{
     config_for, rewrite_repository_config, rule_files_for_test,
 };
@@ -151,4 +152,73 @@ fn every_remote_write_example_passes_promtool_check_config() {
             &[],
         );
     }
+}
+
+#[test]
+fn the_probe_configs_and_their_rules_pass_promtool_check_config() {
+    assert_valid_file("deploy/probe/prometheus.yml");
+    assert_valid_file("deploy/probe/prometheus.docker.yml");
+}
+
+fn yaml(path: &str) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&repository_file(path)).unwrap()
+}
+
+/// The job `name` of a configuration, taken out of it.
+fn take_job(config: &mut serde_yaml_ng::Value, name: &str) -> serde_yaml_ng::Value {
+    let jobs = config["scrape_configs"].as_sequence_mut().unwrap();
+    let at = jobs
+        .iter()
+        .position(|job| job["job_name"] == name)
+        .unwrap_or_else(|| panic!("no job {name}"));
+    jobs.remove(at)
+}
+
+#[test]
+fn the_probe_config_is_prometheus_yml_and_the_login_probe_job() {
+    let mut probe = yaml("deploy/probe/prometheus.yml");
+    let job = take_job(&mut probe, "login_probe");
+    assert_eq!(probe, yaml("prometheus.yml"), "nothing else differs");
+    // It asks the exporter for blackbox.yml's login module, about the login URL.
+    assert_eq!(job["metrics_path"], "/probe");
+    assert_eq!(job["params"]["module"][0], blackbox::MODULE);
+    let modules = yaml(blackbox::CONFIG_FILE);
+    assert_eq!(modules["modules"][blackbox::MODULE]["prober"], "http");
+    assert_eq!(
+        job["static_configs"][0]["targets"][0],
+        "http://localhost:5000/login"
+    );
+    // The usual relabelling: target → ?target= → instance, then the exporter.
+    let rules = job["relabel_configs"].as_sequence().unwrap();
+    let rule = |n: usize| {
+        (
+            rules[n]["source_labels"][0].as_str().unwrap_or_default(),
+            rules[n]["target_label"].as_str().unwrap(),
+            rules[n]["replacement"].as_str().unwrap_or_default(),
+        )
+    };
+    assert_eq!(
+        (0..rules.len()).map(rule).collect::<Vec<_>>(),
+        [
+            ("__address__", "__param_target", ""),
+            ("__param_target", "instance", ""),
+            ("", "__address__", "localhost:9115"),
+        ]
+    );
+}
+
+#[test]
+fn the_docker_probe_config_is_the_docker_one_and_the_same_job_at_container_addresses() {
+    let mut docker = yaml("deploy/probe/prometheus.docker.yml");
+    let mut job = take_job(&mut docker, "login_probe");
+    assert_eq!(docker, yaml("deploy/prometheus.docker.yml"));
+    let target = &mut job["static_configs"][0]["targets"][0];
+    assert_eq!(*target, "http://host.docker.internal:5000/login");
+    *target = "http://localhost:5000/login".into();
+    // The exporter is Compose's blackbox-exporter service (deploy/probe/compose.yml).
+    let exporter = &mut job["relabel_configs"][2]["replacement"];
+    assert_eq!(*exporter, "blackbox-exporter:9115");
+    *exporter = "localhost:9115".into();
+    let native = take_job(&mut yaml("deploy/probe/prometheus.yml"), "login_probe");
+    assert_eq!(job, native);
 }

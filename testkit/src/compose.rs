@@ -26,13 +26,29 @@ pub fn command() -> Option<Vec<&'static str>> {
 /// stack's other variables inherited from the test's environment.
 #[must_use]
 pub fn config(cmd: &[&str], password: Option<&str>, profile: Option<&str>) -> Output {
+    config_with(cmd, password, profile, &[])
+}
+
+/// [`config`] with override files (`deploy/probe/compose.yml`) after
+/// `docker-compose.yml`, as a reader passes them with `--file`.
+#[must_use]
+pub fn config_with(
+    cmd: &[&str],
+    password: Option<&str>,
+    profile: Option<&str>,
+    overrides: &[&str],
+) -> Output {
     let mut command = Command::new(cmd[0]);
     command.args(&cmd[1..]);
     if let Some(profile) = profile {
         command.args(["--profile", profile]);
     }
+    command.args(["--file", "docker-compose.yml"]);
+    for file in overrides {
+        command.args(["--file", file]);
+    }
     command
-        .args(["--file", "docker-compose.yml", "config"])
+        .arg("config")
         .current_dir(repo_root())
         .env_remove("GRAFANA_ADMIN_PASSWORD")
         .env_remove("GRAFANA_ANONYMOUS_ENABLED")

@@ -48,7 +48,9 @@ mod model;
 mod provisioning;
 mod variables;
 
-pub use expectations::{Expect, NOT_NONZERO_UNDER_ORDINARY_TRAFFIC, expect_under_ordinary_traffic};
+pub use expectations::{
+    Expect, NOT_NONZERO_UNDER_ORDINARY_TRAFFIC, PROBE_PANELS, expect_under_ordinary_traffic,
+};
 pub use intervals::{
     DEFAULT_SCRAPE_INTERVAL, QueryContext, format_interval, go_duration, query_range_as_grafana,
     round_interval,

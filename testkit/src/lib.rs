@@ -10,8 +10,9 @@
 //! - [`wait`]: waiting for something to happen, with a deadline and a message.
 //! - [`logs`]: what the server logs, captured for a test.
 //! - [`tools`]: promtool and amtool; [`webhook`]: Alertmanager's notifications, received.
-//! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager uses the same
-//!   launcher) from a local image or a native binary, and Grafana in Docker.
+//! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager and the
+//!   blackbox exporter use the same launcher) from a local image or a native binary, and
+//!   Grafana in Docker.
 //! - [`promql`]: the query API client Prometheus and VictoriaMetrics share.
 //! - [`dashboard`]: the Grafana provisioning and dashboard files as types.
 //! - [`book`]: the book's blocks for the tests: its PromQL, its outputs compared with fresh
@@ -40,6 +41,10 @@
 //!   lines (v1.136.x, newest confirmed patch v1.136.20 of 2026-10-09) are, by their own
 //!   release notes, bugfix lines "for VictoriaMetrics enterprise", so no community LTS
 //!   image is pinned.
+//! - **Blackbox exporter `v0.28.0`** (2025-12-04): the newest release found; its
+//!   release note is the "0.28.0 / 2025-12-04" section of the exporter's `CHANGELOG.md`
+//!   (released by prometheus/blackbox_exporter pull request #1507). Debian's 0.23, which
+//!   the tests run where nothing can be pulled, reads the same `blackbox.yml`.
 //! - **Grafana `12.4.11`** (2026-09-15): the newest patch of Grafana 12.4 (supported to
 //!   2027-05-24) that a release note confirms. 12.4 reads the classic dashboard JSON
 //!   this repository keeps (schema 42) natively; Grafana 13 still provisions it, but

@@ -10,13 +10,19 @@ pub enum Expect {
     /// Exactly zero: ordinary traffic gets nobody throttled, shed or queued.
     /// `tests/under_attack.rs` proves the same queries show an attack.
     Zero,
-    /// A valid answer, empty while no alert fires. `tests/alerting.rs` proves it
-    /// lists an alert that fires.
+    /// A valid answer, empty under ordinary traffic: the alerts panel while no alert
+    /// fires (`tests/alerting.rs` and `tests/probe.rs` prove it lists one that fires),
+    /// and the probe panels where no blackbox exporter runs ([`PROBE_PANELS`];
+    /// `tests/probe.rs` proves they show the probe).
     Answer,
 }
 
+/// The panels that show the blackbox exporter's probe (job `login_probe`), not the
+/// server's own metrics: they answer only where a probe runs.
+pub const PROBE_PANELS: [&str; 2] = ["Login probe", "Login probe duration by phase"];
+
 /// The panels [`Expect`] covers: `(title, refId, expectation)`.
-pub const NOT_NONZERO_UNDER_ORDINARY_TRAFFIC: [(&str, &str, Expect); 4] = [
+pub const NOT_NONZERO_UNDER_ORDINARY_TRAFFIC: [(&str, &str, Expect); 6] = [
     (
         "Throttled (429) and shed (503) per second",
         "A",
@@ -29,6 +35,8 @@ pub const NOT_NONZERO_UNDER_ORDINARY_TRAFFIC: [(&str, &str, Expect); 4] = [
     ),
     ("Hashing queue", "A", Expect::Zero),
     ("Firing alerts", "A", Expect::Answer),
+    (PROBE_PANELS[0], "A", Expect::Answer),
+    (PROBE_PANELS[1], "A", Expect::Answer),
 ];
 
 /// What the query `ref_id` of panel `title` shows under ordinary traffic; `None`

@@ -8,11 +8,12 @@
 //! - [`alertmanager`]: [`alertmanager::Alertmanager`] runs the repository's
 //!   `alertmanager.yml`, its receivers posting to the test's webhook.
 //! - [`victoria_metrics`]: VictoriaMetrics, the long-term store Prometheus writes to.
+//! - [`blackbox`]: the blackbox exporter, logging in from outside with the probe account.
 //! - [`grafana`]: Grafana in Docker, provisioned from the repository's files.
 //! - [`docker`]: Docker availability, image references, unique names, container logs.
 //!
 //! Environment variables, per engine (`PROMETHEUS`, `ALERTMANAGER`, `VICTORIA_METRICS`,
-//! `GRAFANA`):
+//! `BLACKBOX`, whose image variable is `BLACKBOX_EXPORTER_IMAGE`, and `GRAFANA`):
 //!
 //! - `LOGIN_METRICS_<ENGINE>=container|native|auto` (default `auto`).
 //! - `<ENGINE>_IMAGE`: the image for the container backend (default: the official
@@ -20,6 +21,7 @@
 //! - `DOCKER_HOST`: the Docker endpoint, as for any testcontainers user.
 
 pub mod alertmanager;
+pub mod blackbox;
 pub mod docker;
 pub mod engine;
 pub mod grafana;

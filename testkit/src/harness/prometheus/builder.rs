@@ -9,9 +9,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_yaml_ng::Mapping;
 
-use super::config::{Changes, point_alerting_at, rewrite_config, rule_files_shortened};
+use super::config::{
+    Changes, point_alerting_at, point_probes_at, rewrite_config, rule_files_shortened,
+};
 use super::targets::TargetsDir;
 use super::{CONFIG_FILE, CONTAINER_TARGETS_DIR, ENGINE, Prometheus};
+use crate::harness::blackbox::BlackboxExporter;
 use crate::harness::engine::{Backend, BindMount, Launch, LaunchContext, Reach, Running};
 use crate::promql::QueryApi;
 
@@ -27,6 +30,7 @@ pub struct PrometheusBuilder {
     external_labels: Vec<(String, String)>,
     remote_write: Option<String>,
     alertmanager: Option<AlertmanagerAddress>,
+    probe: Option<ProbeAddress>,
     reach: Reach,
     files: Vec<(String, Vec<u8>)>,
     edits: Vec<ConfigEdit>,
@@ -39,6 +43,14 @@ struct AlertmanagerAddress {
     from_native: String,
 }
 
+/// How a Prometheus reaches a blackbox exporter, and what the exporter probes.
+#[derive(Debug, Clone)]
+struct ProbeAddress {
+    exporter_from_container: String,
+    exporter_from_native: String,
+    target: String,
+}
+
 impl fmt::Debug for PrometheusBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrometheusBuilder")
@@ -48,6 +60,7 @@ impl fmt::Debug for PrometheusBuilder {
             .field("external_labels", &self.external_labels)
             .field("remote_write", &self.remote_write)
             .field("alertmanager", &self.alertmanager)
+            .field("probe", &self.probe)
             .field("reach", &self.reach)
             .field(
                 "files",
@@ -68,6 +81,7 @@ impl PrometheusBuilder {
             external_labels: Vec::new(),
             remote_write: None,
             alertmanager: None,
+            probe: None,
             reach: Reach::default(),
             files: Vec::new(),
             edits: Vec::new(),
@@ -122,6 +136,21 @@ impl PrometheusBuilder {
         self.alertmanager = Some(AlertmanagerAddress {
             from_container: alertmanager.address_for(Backend::Container),
             from_native: alertmanager.address_for(Backend::Native),
+        });
+        self
+    }
+
+    /// Probe the login listener on `login_port` of this machine through `exporter`:
+    /// the configuration's probe jobs (`metrics_path: /probe`, such as `login_probe`
+    /// in `deploy/probe/prometheus.yml`) scrape the exporter, which probes the login
+    /// URL as it reaches it. Without it those jobs are removed: a test must never
+    /// probe through an exporter that happens to run on the machine.
+    #[must_use]
+    pub fn probe(mut self, exporter: &BlackboxExporter, login_port: u16) -> Self {
+        self.probe = Some(ProbeAddress {
+            exporter_from_container: exporter.engine().address_for(Backend::Container),
+            exporter_from_native: exporter.engine().address_for(Backend::Native),
+            target: exporter.login_url(login_port),
         });
         self
     }
@@ -182,6 +211,14 @@ impl PrometheusBuilder {
                 Backend::Native => am.from_native.as_str(),
             });
             point_alerting_at(root, alertmanager)?;
+            let probe = self.probe.as_ref().map(|probe| {
+                let exporter = match ctx.backend {
+                    Backend::Container => probe.exporter_from_container.as_str(),
+                    Backend::Native => probe.exporter_from_native.as_str(),
+                };
+                (exporter, probe.target.as_str())
+            });
+            point_probes_at(root, probe)?;
             for edit in &self.edits {
                 edit(root, ctx)?;
             }

@@ -83,6 +83,60 @@ pub(super) fn point_alerting_at(root: &mut Mapping, address: Option<&str>) -> an
     Ok(())
 }
 
+/// The path a probe job scrapes on the blackbox exporter: what marks a job as one.
+const PROBE_PATH: &str = "/probe";
+
+/// Points every probe job (`metrics_path: /probe`) at a blackbox exporter: its static
+/// targets become `target` (`http://HOST:PORT/login`, as the exporter reaches it), and
+/// the relabelling rule that sets `__address__` puts `exporter` (`HOST:PORT`, as
+/// Prometheus reaches it) there. Without an exporter the probe jobs are removed: a
+/// test must never probe through an exporter that happens to run on the machine.
+pub(super) fn point_probes_at(
+    root: &mut Mapping,
+    probe: Option<(&str, &str)>,
+) -> anyhow::Result<()> {
+    let is_probe = |job: &Yaml| job.get("metrics_path").and_then(Yaml::as_str) == Some(PROBE_PATH);
+    let jobs = root
+        .get_mut("scrape_configs")
+        .and_then(Yaml::as_sequence_mut)
+        .context("no `scrape_configs` list")?;
+    let Some((exporter, target)) = probe else {
+        jobs.retain(|job| !is_probe(job));
+        return Ok(());
+    };
+    let mut found = false;
+    for job in jobs.iter_mut().filter(|job| is_probe(job)) {
+        found = true;
+        for static_config in job["static_configs"]
+            .as_sequence_mut()
+            .into_iter()
+            .flatten()
+        {
+            static_config["targets"] = Yaml::Sequence(vec![target.into()]);
+        }
+        let mut address_rules = 0;
+        for rule in job["relabel_configs"]
+            .as_sequence_mut()
+            .into_iter()
+            .flatten()
+        {
+            if rule.get("target_label").and_then(Yaml::as_str) == Some("__address__") {
+                rule["replacement"] = exporter.into();
+                address_rules += 1;
+            }
+        }
+        anyhow::ensure!(
+            address_rules == 1,
+            "a probe job must set __address__ to the exporter once, not {address_rules} times"
+        );
+    }
+    anyhow::ensure!(
+        found,
+        "an exporter was given, but the config has no probe job (metrics_path: {PROBE_PATH})"
+    );
+    Ok(())
+}
+
 /// How much shorter every `for:` of the repository's alerting rules is in tests:
 /// a minute becomes a second, as the scrape interval goes from 15 s to 1 s.
 pub const FOR_DIVISOR: u64 = 60;
@@ -499,6 +553,59 @@ remote_write:
         assert_eq!(
             with["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"],
             Yaml::Sequence(vec!["127.0.0.1:9999".into()])
+        );
+    }
+
+    #[test]
+    fn probe_jobs_point_at_the_test_exporter_or_go() {
+        let original =
+            std::fs::read_to_string(crate::repo_root().join("deploy/probe/prometheus.yml"))
+                .unwrap();
+        let job = |doc: &Yaml, name: &str| {
+            doc["scrape_configs"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|j| j["job_name"] == name)
+                .cloned()
+        };
+        let mut doc: Yaml = serde_yaml_ng::from_str(&original).unwrap();
+        let before = job(&doc, "login_probe").expect("a login_probe job");
+        point_probes_at(
+            doc.as_mapping_mut().unwrap(),
+            Some(("127.0.0.1:9999", "http://127.0.0.1:5555/login")),
+        )
+        .unwrap();
+        let after = job(&doc, "login_probe").unwrap();
+        assert_eq!(
+            after["static_configs"][0]["targets"],
+            Yaml::Sequence(vec!["http://127.0.0.1:5555/login".into()])
+        );
+        let rules = after["relabel_configs"].as_sequence().unwrap();
+        assert_eq!(
+            rules.len(),
+            before["relabel_configs"].as_sequence().unwrap().len()
+        );
+        assert_eq!(rules[2]["target_label"], "__address__");
+        assert_eq!(rules[2]["replacement"], "127.0.0.1:9999");
+        assert_eq!(
+            rules[..2],
+            before["relabel_configs"].as_sequence().unwrap()[..2]
+        );
+        assert_eq!(after["params"], before["params"]);
+        assert!(job(&doc, "login_server").is_some());
+
+        let mut doc: Yaml = serde_yaml_ng::from_str(&original).unwrap();
+        point_probes_at(doc.as_mapping_mut().unwrap(), None).unwrap();
+        assert!(
+            job(&doc, "login_probe").is_none(),
+            "no exporter, no probe job"
+        );
+        assert!(job(&doc, "login_server").is_some());
+
+        let mut plain: Yaml = serde_yaml_ng::from_str("scrape_configs: []").unwrap();
+        assert!(
+            point_probes_at(plain.as_mapping_mut().unwrap(), Some(("a:1", "http://b/"))).is_err()
         );
     }
 
