@@ -17,6 +17,12 @@
 //!   wrong passwords, malformed bodies), since zero is what an uncounted request
 //!   gives too. A query whose right answer under that traffic is 0 (a rate of
 //!   server errors) is fenced ```` ```promql,expect-zero ```` and checked to be 0.
+//! - A query of a native histogram is fenced ```` ```promql,native ````: the
+//!   production server exports classic buckets only, so such a block is run
+//!   against a Prometheus that ingests native histograms and keeps exemplars,
+//!   scraping the minimal server written with `prometheus-client`
+//!   (`tests/native_histograms.rs`), and every other block against one scraping
+//!   the production server (`tests/prometheus_e2e.rs`).
 //!
 //! ```no_run
 //! for block in login_metrics_testkit::book::promql_blocks()? {
@@ -52,6 +58,9 @@ pub struct PromqlBlock {
     /// has no server errors, the query's correct answer is 0, and the test checks
     /// exactly that instead of a non-zero value.
     pub expect_zero: bool,
+    /// The fence says ```` ```promql,native ````: the query reads a native histogram,
+    /// and is run against a Prometheus that ingests them.
+    pub native: bool,
 }
 
 /// `book/src` of this repository, where the chapters are.
@@ -101,13 +110,13 @@ pub fn promql_blocks_in(dir: &Path) -> io::Result<Vec<PromqlBlock>> {
 #[must_use]
 pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
     let mut blocks = Vec::new();
-    // (line of the opening fence, text so far, expect-zero) inside a promql block.
-    let mut current: Option<(usize, String, bool)> = None;
+    // (line of the opening fence, text so far, its info string) inside a promql block.
+    let mut current: Option<(usize, String, String)> = None;
     for (event, range) in Parser::new_ext(markdown, Options::all()).into_offset_iter() {
         match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) if is_promql(&info) => {
                 let line = markdown[..range.start].matches('\n').count() + 1;
-                current = Some((line, String::new(), expects_zero(&info)));
+                current = Some((line, String::new(), info.to_string()));
             }
             Event::Text(text) => {
                 if let Some((_, query, _)) = current.as_mut() {
@@ -115,12 +124,13 @@ pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
                 }
             }
             Event::End(TagEnd::CodeBlock) => {
-                if let Some((line, query, expect_zero)) = current.take() {
+                if let Some((line, query, info)) = current.take() {
                     blocks.push(PromqlBlock {
                         file: file.to_path_buf(),
                         line,
                         query: query.trim().to_owned(),
-                        expect_zero,
+                        expect_zero: has_attribute(&info, "expect-zero"),
+                        native: has_attribute(&info, "native"),
                     });
                 }
             }
@@ -139,11 +149,11 @@ fn is_promql(info: &str) -> bool {
         .is_some_and(|language| language.eq_ignore_ascii_case("promql"))
 }
 
-/// Whether the fence's attributes (after the language) include `expect-zero`.
-fn expects_zero(info: &str) -> bool {
+/// Whether the fence's attributes (after the language) include `attribute`.
+fn has_attribute(info: &str, attribute: &str) -> bool {
     info.split(|c: char| c == ',' || c.is_whitespace())
         .skip(1)
-        .any(|attribute| attribute == "expect-zero")
+        .any(|given| given == attribute)
 }
 
 #[cfg(test)]
@@ -172,6 +182,10 @@ let not_promql = 1;
 ~~~PromQL
 up
 ~~~
+
+```promql,native
+histogram_count(login_request_latency_seconds)
+```
 ";
 
     #[test]
@@ -190,6 +204,7 @@ up
                     "rate(login_request_latency_seconds_sum[1m])\n  / rate(login_request_latency_seconds_count[1m])"
                 ),
                 (20, "up"),
+                (24, "histogram_count(login_request_latency_seconds)"),
             ]
         );
         assert!(
@@ -198,7 +213,9 @@ up
                 .all(|block| block.file == Path::new("sample.md"))
         );
         let zero: Vec<bool> = blocks.iter().map(|block| block.expect_zero).collect();
-        assert_eq!(zero, [false, true, false]);
+        assert_eq!(zero, [false, true, false, false]);
+        let native: Vec<bool> = blocks.iter().map(|block| block.native).collect();
+        assert_eq!(native, [false, false, false, true]);
     }
 
     #[test]
