@@ -235,21 +235,7 @@ impl PrometheusBuilder {
                 Backend::Native => am.from_native.as_str(),
             });
             point_alerting_at(root, alertmanager)?;
-            if !self.rule_files.is_empty() {
-                let listed = root
-                    .entry("rule_files".into())
-                    .or_insert_with(|| serde_yaml_ng::Sequence::new().into())
-                    .as_sequence_mut()
-                    .context("`rule_files` is not a list")?;
-                listed.extend(self.rule_files.iter().map(|f| f.as_str().into()));
-            }
-            if scrape_option {
-                root.entry("global".into())
-                    .or_insert_with(|| Mapping::new().into())
-                    .as_mapping_mut()
-                    .context("`global` is not a mapping")?
-                    .insert("scrape_native_histograms".into(), true.into());
-            }
+            add_rule_files_and_scrape_option(root, &self.rule_files, scrape_option)?;
             for edit in &self.edits {
                 edit(root, ctx)?;
             }
@@ -306,6 +292,30 @@ impl PrometheusBuilder {
             target,
         }))
     }
+}
+
+/// Lists `rule_files` after the configuration's own, and sets
+/// `global.scrape_native_histograms: true` when `scrape_option` says so.
+fn add_rule_files_and_scrape_option(
+    root: &mut Mapping,
+    rule_files: &[String],
+    scrape_option: bool,
+) -> anyhow::Result<()> {
+    if !rule_files.is_empty() {
+        root.entry("rule_files".into())
+            .or_insert_with(|| serde_yaml_ng::Sequence::new().into())
+            .as_sequence_mut()
+            .context("`rule_files` is not a list")?
+            .extend(rule_files.iter().map(|f| f.as_str().into()));
+    }
+    if scrape_option {
+        root.entry("global".into())
+            .or_insert_with(|| Mapping::new().into())
+            .as_mapping_mut()
+            .context("`global` is not a mapping")?
+            .insert("scrape_native_histograms".into(), true.into());
+    }
+    Ok(())
 }
 
 /// The major and minor version of the Prometheus a placement runs: from the binary's
