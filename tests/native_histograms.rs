@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use login_metrics_testkit::book::promql_blocks;
+use login_metrics_testkit::book::{every_block_answers, promql_blocks};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, DATASOURCE_VARIABLE, QueryContext, Variables, grafana_dir, load_dashboard,
 };
@@ -21,7 +21,7 @@ use login_metrics_testkit::harness::prometheus::{
 };
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
 use login_metrics_testkit::logins::send_logins;
-use login_metrics_testkit::promql::{defined_numbers, result_numbers, single_value};
+use login_metrics_testkit::promql::{defined_numbers, single_value};
 use login_metrics_testkit::traffic::Traffic;
 use login_metrics_testkit::wait::{Check, poll};
 use serde_json::Value;
@@ -72,6 +72,22 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// Sends the [`SENT`] logins and waits until the native histogram has counted each:
+/// one observation per request.
+async fn send_and_count(server: &ExampleServer, native: &Prometheus) {
+    send_logins(&server.login_url, SENT.0, SENT.1, SENT.2)
+        .await
+        .unwrap();
+    native
+        .wait_for_value(
+            "histogram_count(login_request_latency_seconds)",
+            sent_total(),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// The single number `promql` returns now.
 async fn one_number(prometheus: &Prometheus, promql: &str) -> f64 {
     let result = prometheus.wait_for_data(promql, WAIT).await.unwrap();
@@ -88,17 +104,9 @@ async fn the_native_histogram_counts_every_request_and_its_p95_agrees_with_the_c
     else {
         return;
     };
-    send_logins(&server.login_url, SENT.0, SENT.1, SENT.2)
-        .await
-        .unwrap();
-
     // Every request is one observation of the native histogram, and its sum is the
     // server's own, to the last digit.
-    let count = "histogram_count(login_request_latency_seconds)";
-    native
-        .wait_for_value(count, sent_total(), WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    send_and_count(&server, &native).await;
     let own_sum = sample(&server.scrape().await, "login_request_latency_seconds_sum").unwrap();
     let sum = one_number(&native, "histogram_sum(login_request_latency_seconds)").await;
     assert!(
@@ -176,17 +184,7 @@ async fn a_prometheus_that_ingests_the_native_histogram_stores_no_classic_series
     let Some(native) = started(native_prometheus(&server)).await else {
         return;
     };
-    send_logins(&server.login_url, SENT.0, SENT.1, SENT.2)
-        .await
-        .unwrap();
-    native
-        .wait_for_value(
-            "histogram_count(login_request_latency_seconds)",
-            sent_total(),
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    send_and_count(&server, &native).await;
     native
         .wait_for_value("sum(login_requests_total)", sent_total(), WAIT)
         .await
@@ -293,26 +291,9 @@ async fn every_native_promql_block_in_the_book_returns_data() {
         return;
     };
     let traffic = Traffic::start(server.login_url.clone(), Duration::from_millis(20));
-    // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
-    let context = QueryContext::for_panel(Duration::from_secs(300), 300, TEST_INTERVAL);
-    for block in blocks {
-        let query = context.expand(&block.query);
-        let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
-        if block.expect_zero {
-            let result = native.wait_for_data(&query, WAIT).await;
-            let numbers = result_numbers(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
-            assert!(
-                numbers.iter().all(|v| *v == 0.0),
-                "{place}: expected 0, got {numbers:?}"
-            );
-        } else {
-            native
-                .wait_for_nonzero(&query, WAIT)
-                .await
-                .unwrap_or_else(|e| panic!("{place} returned no non-zero value: {e:#}"));
-        }
-        assert!(!traffic.failed(), "the traffic generator stopped early");
-    }
+    every_block_answers(&native, blocks, &traffic)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     traffic.stop().await.unwrap();
 }
 
@@ -434,17 +415,7 @@ async fn victoria_metrics_keeps_the_counter_and_no_native_histogram() {
     let Some(native) = started(builder).await else {
         return;
     };
-    send_logins(&server.login_url, SENT.0, SENT.1, SENT.2)
-        .await
-        .unwrap();
-    native
-        .wait_for_value(
-            "histogram_count(login_request_latency_seconds)",
-            sent_total(),
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    send_and_count(&server, &native).await;
     victoria
         .api()
         .wait_for_value("sum(login_requests_total)", sent_total(), WAIT)

@@ -34,6 +34,15 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::dashboard::QueryContext;
+use crate::harness::prometheus::{Prometheus, TEST_INTERVAL};
+use crate::panels::ANSWER_WITHIN;
+use crate::promql::result_numbers;
+use crate::traffic::Traffic;
 
 /// The original tutorial's three queries, verbatim: they must keep working
 /// against this server unchanged, so the book shows them and the tests run them.
@@ -138,6 +147,42 @@ pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
         }
     }
     blocks
+}
+
+/// Sends every block of `blocks` to `prometheus` while `traffic` keeps flowing, with
+/// Grafana's variables replaced, and checks that each answers: a non-zero number, or
+/// exactly 0 for a block fenced `expect-zero`. The error names the block's place.
+pub async fn every_block_answers(
+    prometheus: &Prometheus,
+    blocks: Vec<PromqlBlock>,
+    traffic: &Traffic,
+) -> anyhow::Result<()> {
+    // ANCHOR: book_blocks
+    // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
+    let context = QueryContext::for_panel(Duration::from_secs(300), 300, TEST_INTERVAL);
+    for block in blocks {
+        let query = context.expand(&block.query);
+        let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
+        if block.expect_zero {
+            let result = prometheus
+                .wait_for_data(&query, ANSWER_WITHIN)
+                .await
+                .with_context(|| place.clone())?;
+            let numbers = result_numbers(&result);
+            anyhow::ensure!(
+                numbers.iter().all(|v| *v == 0.0),
+                "{place}: expected 0, got {numbers:?}"
+            );
+        } else {
+            prometheus
+                .wait_for_nonzero(&query, ANSWER_WITHIN)
+                .await
+                .with_context(|| format!("{place} returned no non-zero value"))?;
+        }
+        anyhow::ensure!(!traffic.failed(), "the traffic generator stopped early");
+    }
+    // ANCHOR_END: book_blocks
+    Ok(())
 }
 
 /// Whether a fence's info string (```` ```promql ````, ```` ```promql,foo ````)
