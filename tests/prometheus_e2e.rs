@@ -11,14 +11,13 @@ use std::time::Duration;
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
 use login_metrics::throttle::{LoginRate, Throttle};
-use login_metrics_testkit::book::promql_blocks;
-use login_metrics_testkit::dashboard::QueryContext;
+use login_metrics_testkit::book::{every_block_answers, promql_blocks};
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::logins::send_logins;
 use login_metrics_testkit::server::TestServer;
 
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
-use login_metrics_testkit::promql::{result_numbers, single_value};
+use login_metrics_testkit::promql::single_value;
 use login_metrics_testkit::traffic::Traffic;
 
 const ANY_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -74,9 +73,16 @@ async fn the_tutorials_queries_return_data_after_traffic() {
     }
 }
 
+/// Every `promql` block but those fenced `promql,native`, which need a Prometheus that
+/// ingests native histograms (`tests/native_histograms.rs` runs them), and those fenced
+/// `promql,probe`, which need a blackbox exporter (`tests/probe.rs` runs them).
 #[tokio::test]
 async fn every_promql_block_in_the_book_returns_data() {
-    let blocks = promql_blocks().unwrap();
+    let blocks: Vec<_> = promql_blocks()
+        .unwrap()
+        .into_iter()
+        .filter(|block| !block.native && !block.needs_probe)
+        .collect();
     assert!(
         blocks.len() >= TUTORIAL_QUERIES.len(),
         "the book shows at least the original tutorial's queries"
@@ -93,33 +99,13 @@ async fn every_promql_block_in_the_book_returns_data() {
         return;
     };
     prometheus.wait_for_target_health("up", WAIT).await.unwrap();
-    // ANCHOR: book_blocks
     // Traffic keeps flowing while the blocks run: a block over `$__rate_interval`
     // (4 s here) sees only the requests of the last few seconds.
     let traffic = Traffic::start_as_many_clients(server.login_url(), Duration::from_millis(20));
-    // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
-    let context = QueryContext::for_panel(Duration::from_secs(300), 300, Duration::from_secs(1));
-    // The probe's queries need a blackbox exporter: tests/probe.rs runs them.
-    for block in blocks.into_iter().filter(|block| !block.needs_probe) {
-        let query = context.expand(&block.query);
-        let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
-        if block.expect_zero {
-            let result = prometheus.wait_for_data(&query, WAIT).await;
-            let numbers = result_numbers(&result.unwrap_or_else(|e| panic!("{place}: {e:#}")));
-            assert!(
-                numbers.iter().all(|v| *v == 0.0),
-                "{place}: expected 0, got {numbers:?}"
-            );
-        } else {
-            prometheus
-                .wait_for_nonzero(&query, WAIT)
-                .await
-                .unwrap_or_else(|e| panic!("{place} returned no non-zero value: {e:#}"));
-        }
-        assert!(!traffic.failed(), "the traffic generator stopped early");
-    }
+    every_block_answers(&prometheus, blocks, &traffic)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     traffic.stop().await.unwrap();
-    // ANCHOR_END: book_blocks
 }
 
 #[tokio::test]

@@ -12,7 +12,13 @@ use login_metrics_testkit::tools::{amtool, promtool};
 use regex::Regex;
 use serde_yaml_ng::Value as Yaml;
 
-const RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
+const RULE_FILES: [&str; 3] = [
+    "rules/recording.yml",
+    "rules/alerts.yml",
+    "rules/native-histograms.yml",
+];
+/// The files of recording rules: the classic ones, and those of the native form.
+const RECORDING_FILES: [&str; 2] = ["rules/recording.yml", "rules/native-histograms.yml"];
 /// Where the book is published; every `runbook_url` starts with it.
 const BOOK_URL: &str = "https://login-metrics.github.io/login-metrics/";
 
@@ -34,7 +40,14 @@ fn alert_names() -> BTreeSet<String> {
 }
 
 fn recording_names() -> BTreeSet<String> {
-    rules("rules/recording.yml")
+    RECORDING_FILES
+        .iter()
+        .flat_map(|file| recording_names_in(file))
+        .collect()
+}
+
+fn recording_names_in(file: &str) -> BTreeSet<String> {
+    rules(file)
         .iter()
         .filter_map(|rule| rule["record"].as_str().map(str::to_owned))
         .collect()
@@ -79,7 +92,11 @@ fn the_rule_files_pass_promtool_check_rules() {
         .collect();
     assert_eq!(
         counts,
-        [recording_names().len(), rules("rules/alerts.yml").len()],
+        [
+            recording_names_in(RULE_FILES[0]).len(),
+            rules(RULE_FILES[1]).len(),
+            recording_names_in(RULE_FILES[2]).len()
+        ],
         "{text}"
     );
 }

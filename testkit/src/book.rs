@@ -21,6 +21,12 @@
 //!   Prometheus scraping a real exporter can answer, is fenced ```` ```promql,probe ````:
 //!   `tests/probe.rs` runs it there, with the probe logging in, and requires a non-zero
 //!   value; the other tests leave it out.
+//! - A query of a native histogram is fenced ```` ```promql,native ````: the
+//!   production server exports classic buckets only, so such a block is run
+//!   against a Prometheus that ingests native histograms and keeps exemplars,
+//!   scraping the minimal server written with `prometheus-client`
+//!   (`tests/native_histograms.rs`), and every other block against one scraping
+//!   the production server (`tests/prometheus_e2e.rs`).
 //!
 //! The other fenced blocks, what a reader types and what a run prints, are in
 //! [`blocks`]; [`outputs`] compares an output block with a fresh run, and
@@ -40,6 +46,15 @@ pub mod shell;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::dashboard::QueryContext;
+use crate::harness::prometheus::{Prometheus, TEST_INTERVAL};
+use crate::panels::ANSWER_WITHIN;
+use crate::promql::result_numbers;
+use crate::traffic::Traffic;
 
 /// The original tutorial's three queries, verbatim: they must keep working
 /// against this server unchanged, so the book shows them and the tests run them.
@@ -67,6 +82,9 @@ pub struct PromqlBlock {
     /// The fence says ```` ```promql,probe ````: the query asks about the blackbox
     /// exporter's probe, and runs where one probes the server (`tests/probe.rs`).
     pub needs_probe: bool,
+    /// The fence says ```` ```promql,native ````: the query reads a native histogram,
+    /// and is run against a Prometheus that ingests them.
+    pub native: bool,
 }
 
 /// `book/src` of this repository, where the chapters are.
@@ -137,6 +155,7 @@ pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
                         query: query.trim().to_owned(),
                         expect_zero: has_attribute(&info, "expect-zero"),
                         needs_probe: has_attribute(&info, "probe"),
+                        native: has_attribute(&info, "native"),
                     });
                 }
             }
@@ -144,6 +163,42 @@ pub fn promql_blocks_of(file: &Path, markdown: &str) -> Vec<PromqlBlock> {
         }
     }
     blocks
+}
+
+/// Sends every block of `blocks` to `prometheus` while `traffic` keeps flowing, with
+/// Grafana's variables replaced, and checks that each answers: a non-zero number, or
+/// exactly 0 for a block fenced `expect-zero`. The error names the block's place.
+pub async fn every_block_answers(
+    prometheus: &Prometheus,
+    blocks: Vec<PromqlBlock>,
+    traffic: &Traffic,
+) -> anyhow::Result<()> {
+    // ANCHOR: book_blocks
+    // Grafana's variables as a 5-minute panel of a 1 s-scrape data source sees them.
+    let context = QueryContext::for_panel(Duration::from_secs(300), 300, TEST_INTERVAL);
+    for block in blocks {
+        let query = context.expand(&block.query);
+        let place = format!("{}:{}: `{}`", block.file.display(), block.line, block.query);
+        if block.expect_zero {
+            let result = prometheus
+                .wait_for_data(&query, ANSWER_WITHIN)
+                .await
+                .with_context(|| place.clone())?;
+            let numbers = result_numbers(&result);
+            anyhow::ensure!(
+                numbers.iter().all(|v| *v == 0.0),
+                "{place}: expected 0, got {numbers:?}"
+            );
+        } else {
+            prometheus
+                .wait_for_nonzero(&query, ANSWER_WITHIN)
+                .await
+                .with_context(|| format!("{place} returned no non-zero value"))?;
+        }
+        anyhow::ensure!(!traffic.failed(), "the traffic generator stopped early");
+    }
+    // ANCHOR_END: book_blocks
+    Ok(())
 }
 
 /// Whether a fence's info string (```` ```promql ````, ```` ```promql,foo ````)
@@ -192,6 +247,10 @@ up
 ```promql,probe
 probe_success{job=\"login_probe\"}
 ```
+
+```promql,native
+histogram_count(login_request_latency_seconds)
+```
 ";
 
     #[test]
@@ -211,6 +270,7 @@ probe_success{job=\"login_probe\"}
                 ),
                 (20, "up"),
                 (24, r#"probe_success{job="login_probe"}"#),
+                (28, "histogram_count(login_request_latency_seconds)"),
             ]
         );
         assert!(
@@ -219,9 +279,11 @@ probe_success{job=\"login_probe\"}
                 .all(|block| block.file == Path::new("sample.md"))
         );
         let zero: Vec<bool> = blocks.iter().map(|block| block.expect_zero).collect();
-        assert_eq!(zero, [false, true, false, false]);
+        assert_eq!(zero, [false, true, false, false, false]);
         let probe: Vec<bool> = blocks.iter().map(|block| block.needs_probe).collect();
-        assert_eq!(probe, [false, false, false, true]);
+        assert_eq!(probe, [false, false, false, true, false]);
+        let native: Vec<bool> = blocks.iter().map(|block| block.native).collect();
+        assert_eq!(native, [false, false, false, false, true]);
     }
 
     #[test]

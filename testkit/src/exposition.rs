@@ -22,28 +22,32 @@ use login_metrics::metrics::{Closed, Metrics, Refused};
 /// when no line has it.
 ///
 /// Exact matching matters: `text.contains("…{status_code=\"200\"} 1")` also
-/// accepts 10, 15 and 100.
+/// accepts 10, 15 and 100. The page may be OpenMetrics: an exemplar after the value
+/// (`… 7 # {trace_id="…"} 1.0`) is not part of the sample.
 #[must_use]
 pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    sample_lines(exposition).find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        if key == series {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// The sample lines of a page, each without its OpenMetrics exemplar.
+fn sample_lines(exposition: &str) -> impl Iterator<Item = &str> {
     exposition
         .lines()
         .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            if key == series {
-                value.parse().ok()
-            } else {
-                None
-            }
-        })
+        .map(|line| line.split_once(" # ").map_or(line, |(sample, _)| sample))
 }
 
 /// Every sample of the metric `name`, whatever its labels.
 #[must_use]
 pub fn samples(exposition: &str, name: &str) -> Vec<f64> {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
+    sample_lines(exposition)
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?;
             if !(rest.starts_with('{') || rest.starts_with(' ')) {
@@ -222,6 +226,16 @@ login_request_latency_seconds_count_extra 5
             [11.0]
         );
         assert_eq!(sum(EXPOSITION, "login_unknown"), None);
+    }
+
+    #[test]
+    fn an_openmetrics_exemplar_is_not_part_of_the_sample() {
+        let page = "login_requests_total{status_code=\"200\"} 7 # {trace_id=\"ab12\"} 1.0\n# EOF\n";
+        assert_eq!(
+            sample(page, r#"login_requests_total{status_code="200"}"#),
+            Some(7.0)
+        );
+        assert_eq!(samples(page, "login_requests_total"), [7.0]);
     }
 
     #[test]

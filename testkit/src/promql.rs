@@ -1,5 +1,6 @@
 //! The Prometheus HTTP query API, as both Prometheus and VictoriaMetrics serve it:
-//! `GET /api/v1/query`, `/api/v1/query_range` and `/api/v1/label/<name>/values`.
+//! `GET /api/v1/query`, `/api/v1/query_range` and `/api/v1/label/<name>/values`;
+//! and Prometheus' `/api/v1/query_exemplars`.
 //!
 //! [`QueryApi`] is the one client the engine wrappers share
 //! ([`Prometheus`](crate::harness::prometheus::Prometheus),
@@ -94,6 +95,24 @@ impl QueryApi {
             .collect();
         values.sort();
         Ok(values)
+    }
+
+    /// `GET /api/v1/query_exemplars` for the series `selector` selects, from `start`
+    /// to `end` (Unix seconds): the `data` array, one entry per series with its
+    /// `seriesLabels` and its `exemplars` (each with `labels`, `value`, `timestamp`).
+    /// Only a Prometheus started with exemplar storage keeps any.
+    pub async fn query_exemplars(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> anyhow::Result<Value> {
+        let params = [
+            ("query", selector.to_owned()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+        ];
+        self.api_data("query_exemplars", selector, &params).await
     }
 
     /// Polls the instant query `promql` until it returns at least one number that is

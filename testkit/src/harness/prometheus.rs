@@ -92,7 +92,7 @@ mod config;
 mod remote_write;
 mod targets;
 
-pub use builder::PrometheusBuilder;
+pub use builder::{EXEMPLAR_STORAGE, NATIVE_HISTOGRAMS, PrometheusBuilder};
 pub use config::{FOR_DIVISOR, config_for, rewrite_repository_config, rule_files_for_test};
 pub use remote_write::{REMOTE_WRITE_METRICS, RemoteWriteStats};
 pub use targets::{TargetGroup, TargetsDir};

@@ -1,9 +1,10 @@
 //! Every shape of a test Prometheus (another configuration file, `file_sd`
-//! targets, external labels, remote write, an Alertmanager, a Docker network),
-//! built from a configuration file of the repository.
+//! targets, external labels, remote write, an Alertmanager, a Docker network,
+//! feature flags), built from a configuration file of the repository.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,7 +16,10 @@ use super::config::{
 use super::targets::TargetsDir;
 use super::{CONFIG_FILE, CONTAINER_TARGETS_DIR, ENGINE, Prometheus};
 use crate::harness::blackbox::BlackboxExporter;
-use crate::harness::engine::{Backend, BindMount, Launch, LaunchContext, Reach, Running};
+use crate::harness::docker;
+use crate::harness::engine::{
+    Backend, BindMount, Launch, LaunchContext, Placement, Reach, Running,
+};
 use crate::promql::QueryApi;
 
 /// A change to the configuration after the harness' own: `(root mapping, where it runs)`.
@@ -34,7 +38,19 @@ pub struct PrometheusBuilder {
     reach: Reach,
     files: Vec<(String, Vec<u8>)>,
     edits: Vec<ConfigEdit>,
+    features: Vec<String>,
+    rule_files: Vec<String>,
 }
+
+/// The feature flag that makes Prometheus 2.x (and 3.x before 3.9) ask for protobuf
+/// first and ingest native histograms.
+pub const NATIVE_HISTOGRAMS: &str = "native-histograms";
+/// The feature flag that makes Prometheus keep the exemplars it scrapes.
+pub const EXEMPLAR_STORAGE: &str = "exemplar-storage";
+/// From this version on, native histograms are a scrape option,
+/// `scrape_native_histograms`, which 2.x rejects as an unknown field; from 3.9 the
+/// flag does nothing.
+const SCRAPE_OPTION_SINCE: (u32, u32) = (3, 8);
 
 /// How a Prometheus reaches an Alertmanager, from a container and from a process.
 #[derive(Debug, Clone)]
@@ -67,6 +83,8 @@ impl fmt::Debug for PrometheusBuilder {
                 &self.files.iter().map(|f| &f.0).collect::<Vec<_>>(),
             )
             .field("edits", &self.edits.len())
+            .field("features", &self.features)
+            .field("rule_files", &self.rule_files)
             .finish()
     }
 }
@@ -85,6 +103,8 @@ impl PrometheusBuilder {
             reach: Reach::default(),
             files: Vec::new(),
             edits: Vec::new(),
+            features: Vec::new(),
+            rule_files: Vec::new(),
         }
     }
 
@@ -183,6 +203,27 @@ impl PrometheusBuilder {
         self
     }
 
+    /// Load the repository's rule file `path` (relative to the repository root) as
+    /// well as those the configuration names: a rule file a reader adds for one
+    /// setup, such as `rules/native-histograms.yml`.
+    #[must_use]
+    pub fn rule_file(mut self, path: &str) -> Self {
+        self.rule_files.push(path.to_owned());
+        self
+    }
+
+    /// Start Prometheus with the feature flag `name` (`--enable-feature=NAME`), in a
+    /// container as natively: [`NATIVE_HISTOGRAMS`] and [`EXEMPLAR_STORAGE`] for a
+    /// server that serves native histograms and exemplars. Where the engine's version
+    /// makes native histograms a scrape option instead (3.8 and later, read from the
+    /// binary's `--version` or the image's tag), the configuration also gets
+    /// `scrape_native_histograms: true`.
+    #[must_use]
+    pub fn enable_feature(mut self, name: &str) -> Self {
+        self.features.push(name.to_owned());
+        self
+    }
+
     /// Starts Prometheus. `Ok(None)` after one `skipped:` line when no Prometheus can
     /// run here and `auto` mode allows it; an explicit backend that cannot be met is an
     /// error.
@@ -190,7 +231,19 @@ impl PrometheusBuilder {
         let path = crate::repo_root().join(&self.config);
         let original = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let rule_files = rule_files_shortened(&path, &original)?;
+        let mut rule_files = rule_files_shortened(&path, &original)?;
+        for extra in &self.rule_files {
+            let bytes = std::fs::read(crate::repo_root().join(extra))
+                .with_context(|| format!("reading {extra}"))?;
+            rule_files.push((extra.clone(), bytes));
+        }
+        let mut scrape_option = false;
+        if self.features.iter().any(|f| f == NATIVE_HISTOGRAMS) {
+            let Some(placement) = super::Prometheus::placement().await? else {
+                return Ok(None); // skipped, and said so
+            };
+            scrape_option = version_of(&placement).is_some_and(|v| v >= SCRAPE_OPTION_SINCE);
+        }
         let rewrite = |ctx: &LaunchContext| -> anyhow::Result<(String, Option<String>)> {
             let changes = Changes {
                 static_target: self.server_port.map(|port| format!("{}:{port}", ctx.host)),
@@ -219,6 +272,7 @@ impl PrometheusBuilder {
                 (exporter, probe.target.as_str())
             });
             point_probes_at(root, probe)?;
+            add_rule_files_and_scrape_option(root, &self.rule_files, scrape_option)?;
             for edit in &self.edits {
                 edit(root, ctx)?;
             }
@@ -236,13 +290,17 @@ impl PrometheusBuilder {
                     }
                     _ => Vec::new(),
                 };
+                let mut args = vec![
+                    format!("--config.file={}/prometheus.yml", ctx.config_dir),
+                    format!("--storage.tsdb.path={}", ctx.data_dir),
+                    format!("--web.listen-address={}", ctx.listen),
+                ];
+                if !self.features.is_empty() {
+                    args.push(format!("--enable-feature={}", self.features.join(",")));
+                }
                 Ok(Launch {
                     files,
-                    args: vec![
-                        format!("--config.file={}/prometheus.yml", ctx.config_dir),
-                        format!("--storage.tsdb.path={}", ctx.data_dir),
-                        format!("--web.listen-address={}", ctx.listen),
-                    ],
+                    args,
                     env: Vec::new(),
                     mounts,
                 })
@@ -270,5 +328,79 @@ impl PrometheusBuilder {
             job: job.unwrap_or_default(),
             target,
         }))
+    }
+}
+
+/// Lists `rule_files` after the configuration's own, and sets
+/// `global.scrape_native_histograms: true` when `scrape_option` says so.
+fn add_rule_files_and_scrape_option(
+    root: &mut Mapping,
+    rule_files: &[String],
+    scrape_option: bool,
+) -> anyhow::Result<()> {
+    if !rule_files.is_empty() {
+        root.entry("rule_files".into())
+            .or_insert_with(|| serde_yaml_ng::Sequence::new().into())
+            .as_sequence_mut()
+            .context("`rule_files` is not a list")?
+            .extend(rule_files.iter().map(|f| f.as_str().into()));
+    }
+    if scrape_option {
+        root.entry("global".into())
+            .or_insert_with(|| Mapping::new().into())
+            .as_mapping_mut()
+            .context("`global` is not a mapping")?
+            .insert("scrape_native_histograms".into(), true.into());
+    }
+    Ok(())
+}
+
+/// The major and minor version of the Prometheus a placement runs: from the binary's
+/// `--version`, or from the image's tag (`v3.13.4`, `2.42-debian-local`); `None`
+/// when neither says (a tag such as `latest`).
+fn version_of(placement: &Placement) -> Option<(u32, u32)> {
+    match placement {
+        Placement::Native { binary } => {
+            let output = Command::new(binary).arg("--version").output().ok()?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            first_version(text.split("version").nth(1)?)
+        }
+        Placement::Container { image } => first_version(&docker::split_image_reference(image).1),
+    }
+}
+
+/// The first `MAJOR.MINOR` in `text`.
+fn first_version(text: &str) -> Option<(u32, u32)> {
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let mut parts = text[start..].split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_a_version_line_or_an_image_tag() {
+        assert_eq!(
+            first_version(" 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5)"),
+            Some((2, 42))
+        );
+        assert_eq!(first_version("v3.13.4"), Some((3, 13)));
+        assert_eq!(first_version("2.42-debian-local"), Some((2, 42)));
+        assert_eq!(first_version("latest"), None);
+        let image = |image: &str| Placement::Container {
+            image: image.to_owned(),
+        };
+        assert_eq!(version_of(&image("prom/prometheus:v3.13.4")), Some((3, 13)));
+        assert_eq!(version_of(&image("prom/prometheus")), None);
+        assert!(version_of(&image("prom/prometheus:v3.8.0")).unwrap() >= SCRAPE_OPTION_SINCE);
+        assert!(version_of(&image("prom/prometheus:v3.7.2")).unwrap() < SCRAPE_OPTION_SINCE);
     }
 }
