@@ -10,6 +10,7 @@
 
 mod minimal_claims;
 
+use login_metrics_testkit::book::outputs::{Masks, check_output};
 use login_metrics_testkit::example::{ExampleServer, check_standalone, example_of};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
@@ -148,4 +149,51 @@ fn the_dependency_lines_shown_for_metrics_build_its_variant_on_their_own() {
         "crates-compared/examples/with_metrics.rs",
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The page of `server` after one good login and one wrong password, the samples of
+/// the request counter sorted by status code (both crates write them in hash-map
+/// order, which changes from run to run; the chapter says it sorted them).
+async fn page_after_two_logins(server: &ExampleServer) -> String {
+    let client = reqwest::Client::new();
+    for (password, status) in [("pass", 200), ("wrong", 401)] {
+        let response = client
+            .post(&server.login_url)
+            .json(&serde_json::json!({"username": "user", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+    }
+    let page = server.scrape().await;
+    let mut lines: Vec<&str> = page.lines().collect();
+    let counter: Vec<usize> = (0..lines.len())
+        .filter(|&n| lines[n].starts_with("login_requests_total{"))
+        .collect();
+    let mut sorted: Vec<&str> = counter.iter().map(|&n| lines[n]).collect();
+    sorted.sort_unstable();
+    for (n, line) in counter.into_iter().zip(sorted) {
+        lines[n] = line;
+    }
+    lines.join("\n")
+}
+
+/// What differs between two runs of the same two logins: the request ids, the time
+/// summed, and (on a busy machine) which bucket a login's time falls in.
+fn page_masks() -> Masks {
+    Masks::none()
+        .mask("[TRACE_ID]", r#"trace_id="(?<redacted>[0-9a-f]{32})""#)
+        .mask("[SUM]", r"_sum (?<redacted>[0-9.e-]+)")
+        .mask("[COUNT]", r#"_bucket\{le="[^"]+"\} (?<redacted>\d+)"#)
+}
+
+#[tokio::test]
+async fn the_pages_choosing_a_crate_shows_are_what_each_variant_serves_after_two_logins() {
+    for (variant, block) in [
+        (PROMETHEUS_CLIENT, "crates/prometheus-client-page"),
+        (METRICS, "crates/metrics-page"),
+    ] {
+        let server = start(variant, "127.0.0.1");
+        check_output(block, &page_after_two_logins(&server).await, &page_masks());
+    }
 }

@@ -10,6 +10,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use login_metrics_testkit::book::outputs::{Masks, check_output};
+use login_metrics_testkit::book::shell::{run_ok, script, sub};
 use login_metrics_testkit::book::{every_block_answers, promql_blocks};
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, DATASOURCE_VARIABLE, QueryContext, Variables, grafana_dir, load_dashboard,
@@ -138,9 +140,22 @@ async fn the_native_histogram_counts_every_request_and_its_p95_agrees_with_the_c
         .rev()
         .find(|b| **b < classic_p95)
         .map_or(0.0, |b| *b);
-    eprintln!(
+    let printed = format!(
         "p95 of {} requests: classic {classic_p95} (bucket {lower} to {upper}), native {native_p95}",
         sent_total()
+    );
+    eprintln!("{printed}");
+    // The chapter shows this line from one run; the latencies vary from run to run.
+    let number = r"[0-9][0-9.e-]*";
+    check_output(
+        "native/p95",
+        &printed,
+        &Masks::none()
+            .mask(
+                "[CLASSIC]",
+                &format!(r"classic (?<redacted>{number} \(bucket {number} to {number}\))"),
+            )
+            .mask("[NATIVE]", &format!(r"native (?<redacted>{number})$")),
     );
     assert!(
         lower / NATIVE_GROWTH <= native_p95 && native_p95 <= upper * NATIVE_GROWTH,
@@ -234,6 +249,24 @@ async fn exemplars_carry_the_trace_id_of_a_request_logged_with_the_same_status()
     .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     traffic.stop().await.unwrap();
 
+    // The chapter's command, run against this Prometheus, prints what it shows.
+    let answer = run_ok(
+        &script(
+            "native/query-exemplars",
+            &[sub("http://localhost:9090", native.base_url())],
+        ),
+        &[],
+    );
+    check_output(
+        "native/exemplars",
+        &answer,
+        &Masks::none()
+            .mask("[INSTANCE]", r#""instance": "(?<redacted>[^"]+)""#)
+            .mask("[STATUS]", r#""status_code": "(?<redacted>\d+)""#)
+            .mask("[TRACE_ID]", r#""trace_id": "(?<redacted>[0-9a-f]{32})""#)
+            .mask("[TIME]", r#""timestamp": (?<redacted>[0-9.]+)"#),
+    );
+
     // ANCHOR: join
     let log = server.output();
     for (status_code, trace_id) in &exemplars {
@@ -245,6 +278,17 @@ async fn exemplars_carry_the_trace_id_of_a_request_logged_with_the_same_status()
         assert_eq!(logged_status, Some(status_code.as_str()), "{line}");
     }
     // ANCHOR_END: join
+    let good = log
+        .iter()
+        .find(|line| line.starts_with("POST /login 200 "))
+        .expect("a good login in the log");
+    check_output(
+        "native/log-line",
+        good,
+        &Masks::none()
+            .mask("[SECONDS]", r"200 (?<redacted>[0-9.]+)s ")
+            .mask("[TRACE_ID]", r"trace_id=(?<redacted>[0-9a-f]{32})"),
+    );
     eprintln!(
         "{} exemplars, each found in the log, e.g. {:?}",
         exemplars.len(),
@@ -440,7 +484,7 @@ async fn victoria_metrics_keeps_the_counter_and_no_native_histogram() {
     .await
     .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     let count = |name: &str| sum(&sent, name).unwrap_or(0.0);
-    eprintln!(
+    let mut printed = format!(
         "remote write: {} histogram samples ({} failed), {} exemplars ({} failed), {} float samples",
         count("prometheus_remote_storage_histograms_total"),
         count("prometheus_remote_storage_histograms_failed_total"),
@@ -448,6 +492,7 @@ async fn victoria_metrics_keeps_the_counter_and_no_native_histogram() {
         count("prometheus_remote_storage_exemplars_failed_total"),
         count("prometheus_remote_storage_samples_total"),
     );
+    eprintln!("{printed}");
     let failed = count("prometheus_remote_storage_histograms_failed_total");
     assert!(failed == 0.0, "{failed} histogram samples failed");
     let stored = victoria
@@ -455,6 +500,18 @@ async fn victoria_metrics_keeps_the_counter_and_no_native_histogram() {
         .await
         .unwrap();
     eprintln!("VictoriaMetrics' series of the histogram: {stored}");
+    printed.push_str(&format!(
+        "\nVictoriaMetrics' series of the histogram: {stored}"
+    ));
+    // The chapter shows one run; how many samples were sent depends on the timing.
+    check_output(
+        "native/remote-write",
+        &printed,
+        &Masks::none()
+            .mask("[N]", r"(?<redacted>\d+) histogram samples")
+            .mask("[N]", r"(?<redacted>\d+) exemplars")
+            .mask("[N]", r"(?<redacted>\d+) float samples"),
+    );
     let names: BTreeSet<&str> = stored
         .as_array()
         .unwrap()

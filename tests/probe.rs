@@ -24,6 +24,7 @@ use login_metrics::auth::UserStore;
 use login_metrics::limits::Limits;
 use login_metrics::metrics::Closed;
 use login_metrics_testkit::book::promql_blocks;
+use login_metrics_testkit::book::shell::{run_ok, script, sub};
 use login_metrics_testkit::clients::connect_from;
 use login_metrics_testkit::dashboard::{
     DATASOURCE_UID, PROBE_PANELS, QueryContext, Variables, dashboard_file, load_dashboard,
@@ -239,6 +240,26 @@ async fn a_full_login_listener_fails_the_probe_and_fires_its_alert_while_up_stay
         .await;
     assert!(server_alerts.is_empty(), "{server_alerts:?}");
     // ANCHOR_END: failure
+    // The runbook's command, run as written against this exporter, shows why.
+    let debug = run_ok(
+        &script(
+            "runbooks/probe-debug",
+            &[
+                sub("http://localhost:9115", stack.exporter.engine().base_url()),
+                sub(
+                    "http://localhost:5000/login",
+                    stack.exporter.login_url(stack.server.app_addr.port()),
+                ),
+            ],
+        ),
+        &[],
+    )
+    .to_lowercase();
+    assert!(
+        debug.contains("level=error")
+            && (debug.contains("eof") || debug.contains("connection reset by peer")),
+        "the runbook names the error of a full login listener as EOF or a reset:\n{debug}"
+    );
     let counted = stack.server.state.metrics.scrape();
     assert_eq!(counted.connections_open(), BUDGET as u64);
     // The failed probes' connections were closed at once, and counted.

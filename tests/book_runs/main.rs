@@ -27,13 +27,15 @@
 //! [`prometheus`] (Steps 2 and 9, troubleshooting's scrape errors), [`containers`]
 //! (the `docker run` commands), [`alerting`] (Step 7's Alertmanager), [`derived`]
 //! (outputs computed by the code that produces them: error bodies, Grafana's
-//! intervals, the Grafana skip line).
+//! intervals, the Grafana skip line), [`outside`] (the probe account of "Watching from
+//! outside").
 
 mod alerting;
 mod configs;
 mod containers;
 mod derived;
 mod minimal;
+mod outside;
 mod production;
 mod prometheus;
 

@@ -155,8 +155,7 @@ pub(super) async fn expect_100(binary: &Path, report: &mut Report) -> anyhow::Re
         )
         .await?;
     let mut answer = vec![0; 1024];
-    let first = match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await
-    {
+    let first = match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await {
         Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&answer[..n])
             .lines()
             .next()
