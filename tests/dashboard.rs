@@ -4,7 +4,8 @@
 //! variables and aggregates across instances, and every panel's query (with Grafana's
 //! variables replaced the way Grafana replaces them) returns data from a real
 //! Prometheus scraping a real server that received traffic, and from the real
-//! VictoriaMetrics that Prometheus writes to. (The Compose stack is `tests/compose.rs`.)
+//! VictoriaMetrics that Prometheus writes to. (The provisioning files are
+//! `tests/provisioning.rs`, the Compose stack `tests/compose.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,11 +13,10 @@ use std::time::Duration;
 
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
-    DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, DashboardProvisioning,
-    DataSourceProvisioning, Expect, LONG_TERM_STORE_UID, PROBE_PANELS, Panel, QueryContext,
-    Variables, dashboard_file, dashboard_provider_file, datasource_file, env_reference,
-    expect_under_ordinary_traffic, load_dashboard, load_yaml, long_term_store_file,
-    query_range_as_grafana,
+    DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, Expect, LONG_TERM_STORE_UID,
+    PROBE_PANELS, Panel, QueryContext, Variables, dashboard_file, dashboard_provider_file,
+    datasource_file, env_reference, expect_under_ordinary_traffic, load_dashboard, load_yaml,
+    long_term_store_file, query_range_as_grafana,
 };
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
@@ -55,71 +55,6 @@ fn dashboard() -> Dashboard {
 fn without_variable_matchers(expr: &str) -> String {
     expr.replace(&format!(", {VARIABLE_MATCHERS}"), "")
         .replace(&format!("{{{VARIABLE_MATCHERS}}}"), "")
-}
-
-#[test]
-fn the_data_source_is_provisioned_with_a_fixed_uid_and_settings_from_the_environment() {
-    let provisioning: DataSourceProvisioning = load_yaml(&datasource_file()).unwrap();
-    assert_eq!(provisioning.api_version, 1);
-    let [datasource] = provisioning.datasources.as_slice() else {
-        panic!("exactly one data source: {provisioning:?}");
-    };
-    assert_eq!(datasource.kind, "prometheus");
-    assert_eq!(datasource.uid, DATASOURCE_UID);
-    assert_eq!(datasource.access.as_deref(), Some("proxy"));
-    assert!(datasource.is_default);
-    assert!(
-        !datasource.editable,
-        "provisioned settings are not edited in the UI"
-    );
-    assert_eq!(env_reference(&datasource.url), Some("PROMETHEUS_URL"));
-    let time_interval = datasource
-        .json_data
-        .time_interval
-        .as_deref()
-        .unwrap_or_default();
-    assert_eq!(
-        env_reference(time_interval),
-        Some("PROMETHEUS_SCRAPE_INTERVAL")
-    );
-}
-
-#[test]
-fn the_long_term_store_is_a_second_data_source_that_speaks_promql() {
-    let provisioning: DataSourceProvisioning = load_yaml(&long_term_store_file()).unwrap();
-    assert_eq!(provisioning.api_version, 1);
-    let [store] = provisioning.datasources.as_slice() else {
-        panic!("exactly one data source: {provisioning:?}");
-    };
-    let prometheus: DataSourceProvisioning = load_yaml(&datasource_file()).unwrap();
-    let prometheus = &prometheus.datasources[0];
-    // The same plugin, so the dashboard's $datasource variable offers both.
-    assert_eq!(store.kind, prometheus.kind);
-    assert_eq!(store.uid, LONG_TERM_STORE_UID);
-    assert_ne!(store.name, prometheus.name);
-    assert!(!store.is_default, "Prometheus stays the default");
-    assert!(!store.editable);
-    assert_eq!(env_reference(&store.url), Some("LONG_TERM_STORE_URL"));
-    // The store holds what Prometheus scraped: the same scrape interval.
-    assert_eq!(
-        store.json_data.time_interval,
-        prometheus.json_data.time_interval
-    );
-}
-
-#[test]
-fn the_dashboard_provider_loads_the_dashboards_directory() {
-    let provisioning: DashboardProvisioning = load_yaml(&dashboard_provider_file()).unwrap();
-    assert_eq!(provisioning.api_version, 1);
-    let [provider] = provisioning.providers.as_slice() else {
-        panic!("exactly one provider: {provisioning:?}");
-    };
-    assert_eq!(provider.kind, "file");
-    assert!(
-        !provider.allow_ui_updates,
-        "the repository is the source of truth"
-    );
-    assert_eq!(provider.options.path, grafana::CONTAINER_DASHBOARDS_DIR);
 }
 
 #[test]

@@ -114,6 +114,21 @@ async fn the_minimal_server_exits_with_status_0_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
+/// A SIGTERM sent the moment the server says where it listens stops both listeners:
+/// the handler is in place before that line, and one flag stops both.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_sigterm_sent_as_soon_as_the_server_says_where_it_listens_stops_it() {
+    for _ in 0..5 {
+        let mut server = start_minimal("127.0.0.1");
+        server.terminate();
+        let status = server
+            .exit_within(Duration::from_secs(10))
+            .expect("exits within 10 s of SIGTERM");
+        assert!(status.success(), "{status}");
+    }
+}
+
 #[tokio::test]
 async fn the_tutorials_queries_and_the_dashboards_first_row_answer_from_a_real_prometheus() {
     // A Prometheus in a container reaches the server through the Docker bridge.

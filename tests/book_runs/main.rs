@@ -163,6 +163,19 @@ impl LoginServer {
             .collect()
     }
 
+    /// The status code, as curl prints it, of a login as `user` with `password`.
+    pub(crate) fn login_status(&self, user: &str, password: &str) -> String {
+        login_metrics_testkit::book::shell::run_ok(
+            &format!(
+                "curl -s -o /dev/null -w '%{{http_code}}' http://{}/login \
+                 -H 'Content-Type: application/json' \
+                 -d '{{\"username\":\"{user}\",\"password\":\"{password}\"}}'",
+                self.login
+            ),
+            &[],
+        )
+    }
+
     /// The next line of its log that contains `needle`.
     pub(crate) fn log_line(&mut self, needle: &str) -> String {
         loop {

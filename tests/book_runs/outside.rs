@@ -84,17 +84,7 @@ fn the_probe_account_logs_in_and_its_rendered_configuration_passes_the_exporters
     }
 
     let server = LoginServer::start("outside/server", &[sub("users.txt", at("users.txt"))]);
-    let login = |user: &str, password: &str| {
-        run_ok(
-            &format!(
-                "curl -s -o /dev/null -w '%{{http_code}}' http://{}/login \
-                 -H 'Content-Type: application/json' \
-                 -d '{{\"username\":\"{user}\",\"password\":\"{password}\"}}'",
-                server.login
-            ),
-            &[],
-        )
-    };
+    let login = |user: &str, password: &str| server.login_status(user, password);
     assert_eq!(login("probe", password), "200");
     assert_eq!(login("probe", "not-the-password"), "401");
 }

@@ -338,17 +338,7 @@ fn users_come_from_a_file_made_with_hash_password_as_passwords_shows() {
         "passwords/users-file",
         &[sub("users.txt", shell_quote(&users.to_string_lossy()))],
     );
-    let login = |user: &str, password: &str| {
-        run_ok(
-            &format!(
-                "curl -s -o /dev/null -w '%{{http_code}}' http://{}/login \
-                 -H 'Content-Type: application/json' \
-                 -d '{{\"username\":\"{user}\",\"password\":\"{password}\"}}'",
-                server.login
-            ),
-            &[],
-        )
-    };
+    let login = |user: &str, password: &str| server.login_status(user, password);
     assert_eq!(login("alice", "correct horse"), "200");
     assert_eq!(login("user", "pass"), "401", "--no-demo-user");
 
