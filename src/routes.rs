@@ -387,8 +387,8 @@ pub fn metrics_app(metrics: Arc<Metrics>, web: Option<Arc<WebConfig>>) -> Router
 // ANCHOR: require_credentials
 /// Lets through a scrape whose `Authorization` the web configuration accepts;
 /// answers any other 401 with the challenges, and counts it by reason. The
-/// check runs on a blocking thread, one at a time: a password hash takes tens
-/// of milliseconds by design, and a client guessing passwords must not take
+/// check runs on a blocking thread, one at a time: a password hash takes about
+/// a tenth of a second by design, and a client guessing passwords must not take
 /// more than one core from the server.
 async fn require_credentials(
     web: Arc<WebConfig>,
