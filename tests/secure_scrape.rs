@@ -34,7 +34,11 @@ const CONFIG: &str = "deploy/secure/prometheus.yml";
 
 /// A server whose metrics listener reads `secure`'s `web.yml`.
 async fn secure_server(secure: &SecureScrape) -> TestServer {
-    let web = WebConfig::from_file(&secure.web_yml()).unwrap();
+    server_with(WebConfig::from_file(&secure.web_yml()).unwrap()).await
+}
+
+/// A server whose metrics listener has the web configuration `web`.
+async fn server_with(web: WebConfig) -> TestServer {
     let scrapers = MetricsListener {
         web: Some(Arc::new(web)),
         ..MetricsListener::default()
@@ -307,4 +311,106 @@ fn the_secure_configuration_scrapes_over_https_with_a_password_file_and_a_ca() {
     assert_eq!(job["tls_config"]["ca_file"], "ca.pem");
     assert_eq!(job["tls_config"]["server_name"], SERVER_NAME);
     assert!(job["tls_config"]["insecure_skip_verify"].is_null());
+}
+
+/// A server reading `web_yml`, written into `secure`'s folder beside its certificates.
+async fn server_with_web_yml(secure: &SecureScrape, web_yml: &str) -> TestServer {
+    let path = secure.folder().join("other-web.yml");
+    std::fs::write(&path, web_yml).unwrap();
+    server_with(WebConfig::from_file(&path).unwrap()).await
+}
+
+const CERTIFICATE: &str =
+    "tls_server_config:\n  cert_file: login-server.pem\n  key_file: login-server-key.pem\n";
+
+#[tokio::test]
+async fn tls_1_2_is_the_oldest_version_served_and_min_version_tls13_refuses_it() {
+    let secure = SecureScrape::generate().unwrap();
+    let tls12_only = |server: &TestServer| {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(secure.ca_pem().as_bytes()).unwrap(),
+            )
+            .resolve(SERVER_NAME, server.metrics_addr)
+            .max_tls_version(reqwest::tls::Version::TLS_1_2)
+            .build()
+            .unwrap()
+    };
+    let url = |server: &TestServer| {
+        format!(
+            "https://{SERVER_NAME}:{}/metrics",
+            server.metrics_addr.port()
+        )
+    };
+    let default = server_with_web_yml(&secure, CERTIFICATE).await;
+    let answer = tls12_only(&default)
+        .get(url(&default))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "TLS 1.2 with the default min_version"
+    );
+    let strict =
+        server_with_web_yml(&secure, &format!("{CERTIFICATE}  min_version: TLS13\n")).await;
+    let refused = tls12_only(&strict).get(url(&strict)).send().await;
+    assert!(
+        refused.is_err(),
+        "TLS 1.2 with min_version TLS13: {refused:?}"
+    );
+    let client = secure.client(strict.metrics_addr).unwrap();
+    let answer = client.get(url(&strict)).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "TLS 1.3");
+}
+
+#[tokio::test]
+async fn a_bearer_token_from_its_file_is_accepted_as_the_password_is() {
+    let secure = SecureScrape::generate().unwrap();
+    let token_file = secure.folder().join("scrape-token");
+    std::fs::write(&token_file, "a-token-for-scrapes\n").unwrap();
+    let web = WebConfig::from_file(&secure.web_yml())
+        .unwrap()
+        .with_bearer_token_file(&token_file)
+        .unwrap();
+    let server = server_with(web).await;
+    let url = format!(
+        "https://{SERVER_NAME}:{}/metrics",
+        server.metrics_addr.port()
+    );
+    let client = secure.client(server.metrics_addr).unwrap();
+    let refused = client.get(&url).send().await.unwrap();
+    let challenges: Vec<_> = refused
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        challenges,
+        [r#"Basic realm="metrics""#, r#"Bearer realm="metrics""#]
+    );
+    let with_token = client
+        .get(&url)
+        .bearer_auth("a-token-for-scrapes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), StatusCode::OK);
+    let wrong_token = client
+        .get(&url)
+        .bearer_auth("a-token-for-scrape")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_token.status(), StatusCode::UNAUTHORIZED);
+    let with_password = client
+        .get(&url)
+        .basic_auth(SCRAPE_USER, Some(secure.password()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_password.status(), StatusCode::OK);
 }
