@@ -19,6 +19,7 @@ use login_metrics::metrics_listener::MetricsListener;
 use login_metrics::throttle::Throttle;
 use login_metrics::web_config::WebConfig;
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
+use login_metrics_testkit::book::outputs::{Masks, check_output};
 use login_metrics_testkit::exposition::Scrape;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::logins::send_logins;
@@ -161,6 +162,7 @@ async fn with_a_wrong_password_the_target_is_down_with_the_401_and_the_server_co
     };
     let error = last_error_when_down(&prometheus).await;
     assert!(error.contains("401"), "lastError: {error}");
+    check_output("troubleshooting/unauthorized", &error, &Masks::none());
     refusals_counted(&server, "wrong").await;
     let logs = prometheus.logs().await;
     assert!(
