@@ -101,9 +101,11 @@ pub enum WebConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The YAML is not a web configuration this server implements.
+    /// The YAML is not a web configuration this server implements. The
+    /// parser's message quotes the value it could not take, which may be a
+    /// password pasted in the wrong place: quoted text is left out.
     #[error("in the web configuration: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    Yaml(String),
     /// A hash in `basic_auth_users` is neither bcrypt nor an argon2 PHC string.
     #[error(
         "a hash in basic_auth_users is neither bcrypt (`$2b$...`, as `htpasswd -nBC 10 \"\"` \
@@ -152,7 +154,8 @@ impl WebConfig {
     /// their paths are relative.
     pub fn from_yaml(text: &str, folder: &Path) -> Result<Self, WebConfigError> {
         // An empty file is an empty configuration, as for the toolkit.
-        let file: Option<WebYml> = serde_yaml_ng::from_str(text)?;
+        let file: Option<WebYml> = serde_yaml_ng::from_str(text)
+            .map_err(|error| WebConfigError::Yaml(unquoted(&error.to_string())))?;
         let Some(file) = file else {
             return Ok(Self::open());
         };
@@ -280,6 +283,15 @@ fn scheme<'a>(value: &'a [u8], name: &str) -> Option<&'a [u8]> {
     given
         .eq_ignore_ascii_case(name.as_bytes())
         .then(|| rest.trim_ascii())
+}
+
+/// `text` with whatever stands between double quotes replaced by `...`.
+fn unquoted(text: &str) -> String {
+    text.split('"')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "..." } else { part })
+        .collect::<Vec<_>>()
+        .join("\"")
 }
 
 impl fmt::Debug for WebConfig {
@@ -451,6 +463,8 @@ mod tests {
             "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_auth_type: RequireAndVerifyClientCert\n",
             "tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: TLS11\n",
             "basic_auth_users:\n  prometheus: plaintext\n",
+            // An htpasswd line pasted whole, with a password rather than a hash.
+            "basic_auth_users: prometheus:plaintext\n",
         ] {
             let error = WebConfig::from_yaml(yaml, Path::new(".")).unwrap_err();
             assert!(!error.to_string().contains("plaintext"), "{error}");
