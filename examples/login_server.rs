@@ -42,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
 
     let fd_limit = raise_fd_limit();
     let limits = config.limits(fd_limit)?;
-    let scrapers = config.metrics_listener();
+    let scrapers = config
+        .metrics_listener()
+        .context("reading the metrics listener's web configuration")?;
 
     let app = TcpListener::bind(config.addr)
         .await
@@ -71,6 +73,10 @@ async fn main() -> anyhow::Result<()> {
         metrics_idle_timeout = ?scrapers.idle_timeout,
         "limits"
     );
+    if let Some(web) = &scrapers.web {
+        // Counts and whether TLS is on: never a credential.
+        tracing::info!(?web, "metrics listener asks for credentials");
+    }
     let throttle = config.throttle();
     tracing::info!(
         login_burst = config.login_burst,

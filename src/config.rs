@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::{BoolishValueParser, RangedU64ValueParser};
@@ -24,6 +25,7 @@ use clap::{ArgAction, Parser};
 use crate::limits::{self, Limits};
 use crate::metrics_listener::MetricsListener;
 use crate::throttle::{LoginRate, Throttle};
+use crate::web_config::{WebConfig, WebConfigError};
 
 // ANCHOR: config
 /// Settings for the login server.
@@ -130,6 +132,16 @@ pub struct Config {
     #[arg(long, env = "LOGIN_METRICS_IDLE_TIMEOUT", value_parser = duration,
           default_value = shown(MetricsListener::default().idle_timeout))]
     pub metrics_idle_timeout: Duration,
+
+    /// A Prometheus exporter-toolkit `web.yml` for the metrics listener:
+    /// `basic_auth_users` (bcrypt or argon2 hashes) and `tls_server_config`.
+    #[arg(long, env = "LOGIN_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// A file holding a token that a scrape may send as `Authorization:
+    /// Bearer TOKEN`, with or without `--web-config-file`.
+    #[arg(long, env = "LOGIN_METRICS_BEARER_TOKEN_FILE")]
+    pub metrics_bearer_token_file: Option<PathBuf>,
 }
 // ANCHOR_END: config
 
@@ -195,14 +207,29 @@ impl Config {
         })
     }
 
-    /// The metrics listener's settings.
-    #[must_use]
-    pub fn metrics_listener(&self) -> MetricsListener {
-        MetricsListener {
+    /// The metrics listener's settings, its web configuration read from the
+    /// files named.
+    pub fn metrics_listener(&self) -> Result<MetricsListener, WebConfigError> {
+        let web = match (&self.web_config_file, &self.metrics_bearer_token_file) {
+            (None, None) => None,
+            (file, token) => {
+                let web = match file {
+                    Some(file) => WebConfig::from_file(file)?,
+                    None => WebConfig::open(),
+                };
+                let web = match token {
+                    Some(token) => web.with_bearer_token_file(token)?,
+                    None => web,
+                };
+                Some(Arc::new(web))
+            }
+        };
+        Ok(MetricsListener {
             allow: self.metrics_allow.clone(),
             max_connections_per_client: self.metrics_max_connections_per_client,
             idle_timeout: self.metrics_idle_timeout,
-        }
+            web,
+        })
     }
 
     /// The per-client throttle these settings ask for.
@@ -257,7 +284,7 @@ mod tests {
             "--metrics-allow",
             "10.0.0.0/8, 127.0.0.1,::1",
         ]);
-        let allowed = config.metrics_listener().allow;
+        let allowed = config.metrics_listener().unwrap().allow;
         let shown: Vec<String> = allowed.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
         assert!(
@@ -276,7 +303,10 @@ mod tests {
             },
             limits
         );
-        assert_eq!(config.metrics_listener(), MetricsListener::default());
+        assert_eq!(
+            format!("{:?}", config.metrics_listener().unwrap()),
+            format!("{:?}", MetricsListener::default())
+        );
         assert_eq!(config.login_burst, LoginRate::default().burst);
         assert_eq!(config.login_interval, LoginRate::default().interval);
         assert!(config.throttle().is_on());

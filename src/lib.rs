@@ -16,6 +16,8 @@
 //! - [`server`]: the two listeners, their limits and bounded shutdown.
 //! - [`metrics_listener`]: who may connect to `/metrics`, and what each may hold.
 //! - [`throttle`]: how many login attempts each client address may make.
+//! - [`web_config`]: the credentials and TLS of `/metrics`, from an
+//!   exporter-toolkit `web.yml`.
 //!
 //! The machinery the tests use (real Prometheus and Grafana, the book's queries)
 //! is a crate of its own, `login-metrics-testkit`, and the tools that measure the
@@ -35,6 +37,7 @@ pub mod metrics_listener;
 pub mod routes;
 pub mod server;
 pub mod throttle;
+pub mod web_config;
 
 pub use routes::{AppState, app};
 pub use server::serve;

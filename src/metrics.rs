@@ -179,6 +179,46 @@ impl Refused {
 }
 // ANCHOR_END: refused_reasons
 
+// ANCHOR: unauthorized_reasons
+/// Why the metrics listener answered a scrape 401: the `reason` label of
+/// `login_metrics_scrapes_unauthorized_total`, a fixed list that never holds
+/// a user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unauthorized {
+    /// The request carried no `Authorization` header.
+    Missing,
+    /// It carried one, and it matched no user or token.
+    Wrong,
+}
+
+impl Unauthorized {
+    /// Every reason, so that each series exists at zero from start-up.
+    pub const ALL: [Unauthorized; 2] = [Unauthorized::Missing, Unauthorized::Wrong];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unauthorized::Missing => "missing",
+            Unauthorized::Wrong => "wrong",
+        }
+    }
+}
+// ANCHOR_END: unauthorized_reasons
+
+/// A counter with one label, `reason`.
+fn by_reason(name: &str, help: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), &["reason"]).expect("valid counter options")
+}
+
+/// Creates the series of each of `reasons` at zero, so that a rate over them
+/// exists from start-up.
+fn zero_series(counter: &IntCounterVec, reasons: impl IntoIterator<Item = &'static str>) {
+    for reason in reasons {
+        counter.with_label_values(&[reason]);
+    }
+}
+
 /// The registry and the login metrics in it.
 #[derive(Clone)]
 pub struct Metrics {
@@ -192,6 +232,7 @@ pub struct Metrics {
     connections_closed: IntCounterVec,
     unmatched: IntCounter,
     scrape_refusals: IntCounterVec,
+    unauthorized_scrapes: IntCounterVec,
 }
 
 impl Metrics {
@@ -235,27 +276,23 @@ impl Metrics {
             "The login listener's connection budget: more are closed at once.",
         )
         .expect("valid gauge options");
-        let connections_closed = IntCounterVec::new(
-            Opts::new(
-                "login_connections_closed_total",
-                "Connections to the login listener that ended, by reason.",
-            ),
-            &["reason"],
-        )
-        .expect("valid counter options");
+        let connections_closed = by_reason(
+            "login_connections_closed_total",
+            "Connections to the login listener that ended, by reason.",
+        );
         let unmatched = IntCounter::new(
             "login_unmatched_requests_total",
             "Requests to the login listener for a path it does not serve (answered 404).",
         )
         .expect("valid counter options");
-        let scrape_refusals = IntCounterVec::new(
-            Opts::new(
-                "login_metrics_connections_refused_total",
-                "Connections the metrics listener closed as soon as it accepted them, by reason.",
-            ),
-            &["reason"],
-        )
-        .expect("valid counter options");
+        let scrape_refusals = by_reason(
+            "login_metrics_connections_refused_total",
+            "Connections the metrics listener closed as soon as it accepted them, by reason.",
+        );
+        let unauthorized_scrapes = by_reason(
+            "login_metrics_scrapes_unauthorized_total",
+            "Scrapes the metrics listener answered 401, by reason: credentials missing or wrong.",
+        );
         // ANCHOR_END: connection_definitions
 
         for collector in [
@@ -267,6 +304,7 @@ impl Metrics {
             Box::new(connections_closed.clone()),
             Box::new(unmatched.clone()),
             Box::new(scrape_refusals.clone()),
+            Box::new(unauthorized_scrapes.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -286,12 +324,12 @@ impl Metrics {
             .map(|code| (*code, requests.with_label_values(&[code.as_str()])))
             .collect();
         // ANCHOR_END: zero_series
-        for reason in Closed::ALL {
-            connections_closed.with_label_values(&[reason.as_str()]);
-        }
-        for reason in Refused::ALL {
-            scrape_refusals.with_label_values(&[reason.as_str()]);
-        }
+        zero_series(&connections_closed, Closed::ALL.map(Closed::as_str));
+        zero_series(&scrape_refusals, Refused::ALL.map(Refused::as_str));
+        zero_series(
+            &unauthorized_scrapes,
+            Unauthorized::ALL.map(Unauthorized::as_str),
+        );
 
         Self {
             registry,
@@ -304,6 +342,7 @@ impl Metrics {
             connections_closed,
             unmatched,
             scrape_refusals,
+            unauthorized_scrapes,
         }
     }
 
@@ -351,6 +390,13 @@ impl Metrics {
     /// Counts a connection the metrics listener refused.
     pub fn count_refused_scrape_connection(&self, reason: Refused) {
         self.scrape_refusals
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a scrape answered 401.
+    pub fn count_unauthorized_scrape(&self, reason: Unauthorized) {
+        self.unauthorized_scrapes
             .with_label_values(&[reason.as_str()])
             .inc();
     }

@@ -13,18 +13,25 @@
 //! - **a short idle timeout**: a connection that sends nothing is closed within
 //!   seconds, so held sockets cost an attacker a reconnection each time.
 //!
+//! Past those, a [`WebConfig`] may ask every scrape for credentials and the
+//! listener to speak TLS; a scrape without the right ones is answered 401 and
+//! counted in `login_metrics_scrapes_unauthorized_total`.
+//!
 //! These are the listener's settings apart from its address and its budget
 //! ([`METRICS_CONNECTIONS`](crate::limits::METRICS_CONNECTIONS)); whatever else
 //! decides who may read the metrics belongs here too.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::web_config::WebConfig;
+
 // ANCHOR: metrics_listener
 /// The metrics listener's settings: who may connect, and what each client may hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MetricsListener {
     /// The addresses and networks allowed to connect; any address when empty.
     pub allow: Vec<IpNet>,
@@ -33,6 +40,9 @@ pub struct MetricsListener {
     /// Longest a client may take to send a request's headers, counted from when
     /// it connects or was last answered: also how long an idle connection stays.
     pub idle_timeout: Duration,
+    /// Credentials asked of every scrape, and TLS (`--web-config-file`); none
+    /// when absent.
+    pub web: Option<Arc<WebConfig>>,
 }
 
 impl Default for MetricsListener {
@@ -48,6 +58,7 @@ impl Default for MetricsListener {
             // every 15 s or so: a connection idle for 5 s is not one of its own
             // in use, and reconnecting costs it a millisecond.
             idle_timeout: Duration::from_secs(5),
+            web: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
@@ -33,6 +33,7 @@ use crate::limits::Limits;
 use crate::metrics::{Metrics, TrackLayer};
 use crate::metrics_listener::MetricsListener;
 use crate::throttle::Throttle;
+use crate::web_config::WebConfig;
 
 /// Largest accepted login body. Credentials are small; anything bigger is
 /// either a mistake or an attempt to make us buffer memory.
@@ -357,18 +358,69 @@ fn with_login(login: MethodRouter<AppState>, state: AppState) -> Router {
 }
 // ANCHOR_END: unmatched
 
-/// The metrics router, served on its own listener: `GET /metrics`.
-pub fn metrics_app(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                    metrics.render(),
-                )
-            }
-        }),
-    )
+/// The metrics router, served on its own listener: `GET /metrics`, behind
+/// the credentials of `web` when it asks for any.
+pub fn metrics_app(metrics: Arc<Metrics>, web: Option<Arc<WebConfig>>) -> Router {
+    let page = {
+        let metrics = Arc::clone(&metrics);
+        Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+    };
+    match web.filter(|web| web.asks_for_credentials()) {
+        Some(web) => page.layer(axum::middleware::from_fn(move |request, next| {
+            require_credentials(Arc::clone(&web), Arc::clone(&metrics), request, next)
+        })),
+        None => page,
+    }
 }
+
+// ANCHOR: require_credentials
+/// Lets through a scrape whose `Authorization` the web configuration accepts;
+/// answers any other 401 with the challenges, and counts it by reason. The
+/// check runs on a blocking thread, one at a time: a password hash takes about
+/// a tenth of a second by design, and a client guessing passwords must not take
+/// more than one core from the server.
+async fn require_credentials(
+    web: Arc<WebConfig>,
+    metrics: Arc<Metrics>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let checked = {
+        let _turn = ONE_AT_A_TIME.acquire().await;
+        let web = Arc::clone(&web);
+        tokio::task::spawn_blocking(move || web.check(authorization.as_ref())).await
+    };
+    match checked {
+        Ok(Ok(())) => next.run(request).await,
+        Ok(Err(reason)) => {
+            metrics.count_unauthorized_scrape(reason);
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this listener needs the credentials of its web configuration",
+            )
+            .into_response();
+            for challenge in web.challenges() {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, challenge);
+            }
+            response
+        }
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+// ANCHOR_END: require_credentials

@@ -33,10 +33,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::timeout;
 use tokio_io_timeout::TimeoutWriter;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::limits::{CONNECTION_BUFFER, HEADER_BLOCK_LIMIT, Limits, METRICS_CONNECTIONS};
@@ -77,10 +80,16 @@ pub async fn serve(
         ),
         records: Records::Connections(Arc::clone(&metrics)),
         router: app(state),
+        tls: None,
     };
     let scrapes = Listener {
         socket: metrics_listener,
-        router: metrics_app(Arc::clone(&metrics)),
+        router: metrics_app(Arc::clone(&metrics), access.web.clone()),
+        tls: access
+            .web
+            .as_ref()
+            .and_then(|web| web.tls())
+            .map(TlsAcceptor::from),
         budget: METRICS_CONNECTIONS,
         header_timeout: access.idle_timeout,
         per_client: PerClient::new(access.max_connections_per_client, None),
@@ -123,6 +132,8 @@ struct Listener {
     per_client: PerClient,
     /// What it counts and logs about its connections.
     records: Records,
+    /// TLS, if the listener speaks it (the metrics listener's web configuration).
+    tls: Option<TlsAcceptor>,
 }
 
 // ANCHOR: records
@@ -269,12 +280,12 @@ fn http(header_timeout: Duration) -> http1::Builder {
     http
 }
 
-/// The connection's socket, with a bound on how long a write may wait for the
-/// client to read: hyper has no write timeout of its own.
-fn with_write_timeout(
-    stream: TcpStream,
+/// The connection's socket (or TLS stream), with a bound on how long a write
+/// may wait for the client to read: hyper has no write timeout of its own.
+fn with_write_timeout<S: AsyncRead + AsyncWrite>(
+    stream: S,
     timeout: Duration,
-) -> TokioIo<Pin<Box<TimeoutWriter<TcpStream>>>> {
+) -> TokioIo<Pin<Box<TimeoutWriter<S>>>> {
     let mut stream = TimeoutWriter::new(stream);
     stream.set_timeout(Some(timeout));
     TokioIo::new(Box::pin(stream))
@@ -330,10 +341,28 @@ impl Listener {
                 Arc::clone(&requests),
                 limits.max_requests_per_connection,
             );
-            let io = with_write_timeout(stream, limits.write_timeout);
-            let connection = graceful.watch(http.serve_connection(io, service));
+            let (http, tls, watcher) = (http.clone(), self.tls.clone(), graceful.watcher());
+            let handshake_timeout = self.header_timeout;
             connections.spawn(async move {
-                let result = connection.await;
+                let result = match tls {
+                    None => {
+                        let io = with_write_timeout(stream, limits.write_timeout);
+                        watcher.watch(http.serve_connection(io, service)).await
+                    }
+                    // The handshake runs here, off the accept loop, within the
+                    // header timeout: a client that stalls it holds nothing longer.
+                    Some(tls) => match timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let io = with_write_timeout(stream, limits.write_timeout);
+                            watcher.watch(http.serve_connection(io, service)).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                };
                 if let Some(open) = open {
                     open.close(closed_because(result, requests.load(Ordering::Relaxed) > 0));
                 }

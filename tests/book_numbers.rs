@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use login_metrics::metrics::{Closed, LATENCY_BUCKETS, STATUS_CODES};
+use login_metrics::metrics::{Closed, LATENCY_BUCKETS, Refused, STATUS_CODES, Unauthorized};
 use login_metrics_testkit::book::book_src_dir;
 use login_metrics_testkit::dashboard::{dashboard_file, load_dashboard};
 use login_metrics_testkit::repository_yaml;
@@ -248,8 +248,10 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     let codes = one(r"series: {N} counters by status code");
     let histogram = one(r"{N} for the latency histogram");
     let buckets = one(r"latency histogram \({N} buckets");
-    let connections = one(r"{N} about connections");
+    let connections = one(r"{N} about login connections");
     let reasons = one(r"\({N} reasons a connection ended");
+    let refused = one(r"{N} reasons the metrics listener refuses a connection");
+    let unauthorized = one(r"{N}\s+reasons it answers a scrape 401");
     let hashing = one(r"{N} hashing gauges");
     let process = one(r"and {N} process metrics");
     let added = one(r"Prometheus adds {N} per target");
@@ -258,6 +260,8 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     assert_eq!(buckets, LATENCY_BUCKETS.len() + 1, "the buckets with +Inf");
     assert_eq!(histogram, buckets + 2, "the buckets, _sum and _count");
     assert_eq!(reasons, Closed::ALL.len());
+    assert_eq!(refused, Refused::ALL.len());
+    assert_eq!(unauthorized, Unauthorized::ALL.len());
     assert_eq!(
         connections,
         reasons + 2,
@@ -266,7 +270,7 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     // Four single series: the throttle's gauge, in flight, unmatched, dropped log lines.
     assert_eq!(
         total,
-        codes + histogram + connections + hashing + 4 + process,
+        codes + histogram + connections + refused + unauthorized + hashing + 4 + process,
         "the parts add up to the total"
     );
     assert_eq!(per_replica, total + added);

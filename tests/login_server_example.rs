@@ -266,3 +266,68 @@ fn login_server_example_refuses_to_start_without_users() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no users"));
 }
+
+#[tokio::test]
+async fn login_server_example_with_a_web_config_file_asks_scrapes_for_the_password_over_tls() {
+    use login_metrics_testkit::tls::{SCRAPE_USER, SERVER_NAME, SecureScrape};
+    let secure = SecureScrape::generate().unwrap();
+    let web_yml = secure.web_yml();
+    let server = start_server_with(
+        "info",
+        &[("LOGIN_WEB_CONFIG_FILE", web_yml.to_str().unwrap())],
+    );
+    let metrics: std::net::SocketAddr = server.metrics.parse().unwrap();
+    let url = format!("https://{SERVER_NAME}:{}/metrics", metrics.port());
+    let client = secure.client(metrics).unwrap();
+    let refused = client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let page = client
+        .get(&url)
+        .basic_auth(SCRAPE_USER, Some(secure.password()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &page,
+            "login_metrics_scrapes_unauthorized_total{reason=\"missing\"}"
+        ),
+        Some(1.0)
+    );
+    let (_, lines) = server.terminate();
+    let log = lines.join("\n");
+    assert!(
+        log.contains("metrics listener asks for credentials")
+            && log.contains("basic_auth_users: 1")
+            && log.contains("tls: true"),
+        "{log}"
+    );
+    let hash = std::fs::read_to_string(&web_yml).unwrap();
+    let hash = hash.split('\'').nth(1).expect("the hash, quoted");
+    for secret in [secure.password(), hash] {
+        assert!(!log.contains(secret), "a credential in the log:\n{log}");
+    }
+}
+
+#[test]
+fn login_server_example_refuses_to_start_with_a_web_config_it_does_not_implement() {
+    let folder = tempfile::tempdir().unwrap();
+    let web_yml = folder.path().join("web.yml");
+    std::fs::write(
+        &web_yml,
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  client_auth_type: RequireAndVerifyClientCert\n",
+    )
+    .unwrap();
+    let output = example("login_server")
+        .args(["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+        .arg("--web-config-file")
+        .arg(&web_yml)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("client_auth_type"), "{stderr}");
+}

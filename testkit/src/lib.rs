@@ -9,6 +9,7 @@
 //! - [`exposition`]: the server's metrics read from the text Prometheus scrapes.
 //! - [`wait`]: waiting for something to happen, with a deadline and a message.
 //! - [`logs`]: what the server logs, captured for a test.
+//! - [`tls`]: certificates, a `web.yml` and a password for a scrape over TLS, made per test.
 //! - [`tools`]: promtool and amtool; [`webhook`]: Alertmanager's notifications, received.
 //! - [`harness`]: real engines (Prometheus, VictoriaMetrics; Alertmanager and the
 //!   blackbox exporter use the same launcher) from a local image or a native binary, and
@@ -43,7 +44,7 @@
 //!   image is pinned.
 //! - **Blackbox exporter `v0.28.0`** (2025-12-04): the newest release found; its
 //!   release note is the "0.28.0 / 2025-12-04" section of the exporter's `CHANGELOG.md`
-//!   (released by prometheus/blackbox_exporter pull request #1507). Debian's 0.23, which
+//!   (released by `prometheus/blackbox_exporter` pull request #1507). Debian's 0.23, which
 //!   the tests run where nothing can be pulled, reads the same `blackbox.yml`.
 //! - **Grafana `12.4.11`** (2026-09-15): the newest patch of Grafana 12.4 (supported to
 //!   2027-05-24) that a release note confirms. 12.4 reads the classic dashboard JSON
@@ -63,6 +64,7 @@ pub mod logs;
 pub mod panels;
 pub mod promql;
 pub mod server;
+pub mod tls;
 pub mod tools;
 pub mod traffic;
 pub mod wait;

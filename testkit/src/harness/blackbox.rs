@@ -84,7 +84,10 @@ impl ProbeAccount {
         std::fs::File::open("/dev/urandom")
             .and_then(|mut random| random.read_exact(&mut bytes))
             .context("reading /dev/urandom")?;
-        let password = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let password = bytes.iter().fold(String::new(), |mut hex, b| {
+            let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
+            hex
+        });
         Ok(Self { password })
     }
 
