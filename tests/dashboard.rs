@@ -14,13 +14,12 @@ use std::time::Duration;
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
 use login_metrics_testkit::dashboard::{
     DASHBOARD_UID, DATASOURCE_UID, DATASOURCE_VARIABLE, Dashboard, Expect, LONG_TERM_STORE_UID,
-    PROBE_PANELS, Panel, QueryContext, Variables, dashboard_file, dashboard_provider_file,
-    datasource_file, env_reference, expect_under_ordinary_traffic, load_dashboard, load_yaml,
-    long_term_store_file, query_range_as_grafana,
+    PROBE_PANELS, Panel, QueryContext, Variables, dashboard_file, expect_under_ordinary_traffic,
+    load_dashboard, query_range_as_grafana,
 };
+use login_metrics_testkit::harness::prometheus;
 use login_metrics_testkit::harness::prometheus::Prometheus;
 use login_metrics_testkit::harness::victoria_metrics::{self, VictoriaMetrics};
-use login_metrics_testkit::harness::{grafana, prometheus};
 use login_metrics_testkit::promql::{POLL_EVERY, QueryApi, defined_numbers};
 use login_metrics_testkit::server::TestServer;
 use login_metrics_testkit::traffic::Traffic;

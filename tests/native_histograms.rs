@@ -500,9 +500,8 @@ async fn victoria_metrics_keeps_the_counter_and_no_native_histogram() {
         .await
         .unwrap();
     eprintln!("VictoriaMetrics' series of the histogram: {stored}");
-    printed.push_str(&format!(
-        "\nVictoriaMetrics' series of the histogram: {stored}"
-    ));
+    printed.push_str("\nVictoriaMetrics' series of the histogram: ");
+    printed.push_str(&stored.to_string());
     // The chapter shows one run; how many samples were sent depends on the timing.
     check_output(
         "native/remote-write",

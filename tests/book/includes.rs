@@ -19,7 +19,6 @@ static ANCHOR_END: LazyLock<Regex> =
 /// What mdBook accepts as an anchor name.
 static ANCHOR_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\w_-]+$").expect("valid regex"));
-/// `src="..."` and `href="..."` in raw HTML (figures, for example).
 
 /// Every problem with the include directives of the Markdown files under `src`.
 pub(crate) fn check_includes(src: &Path) -> Vec<String> {

@@ -90,8 +90,6 @@ fn summary_chapters(src: &Path) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// Removes `.` and `..` components without touching the file system.
-
 /// Every problem with relative links and images in the Markdown under `src`.
 fn check_links(src: &Path) -> Vec<String> {
     let chapters = summary_chapters(src);

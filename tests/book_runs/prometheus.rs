@@ -153,7 +153,10 @@ fn step_2_runs_prometheus_scrapes_the_server_and_answers_the_first_queries() {
         // Thirty rounds in the book, two here.
         .mask("[N]", r#"status_code="(?:200|401)"\} => (?<redacted>\d+)"#);
     let up = run_ok(
-        &script("step-2/promtool-query", &[at_prometheus.clone()]),
+        &script(
+            "step-2/promtool-query",
+            std::slice::from_ref(&at_prometheus),
+        ),
         &[],
     );
     check_output("step-2/up", &up, &answer_masks);
@@ -241,11 +244,10 @@ fn a_scrape_fails_with_the_errors_troubleshooting_quotes() {
     )
     .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     let error_of = |instance: &str| {
-        errors
-            .iter()
-            .find(|(i, _)| i == instance)
-            .map(|(_, e)| e.clone())
-            .unwrap_or_else(|| panic!("no error for {instance}: {errors:?}"))
+        errors.iter().find(|(i, _)| i == instance).map_or_else(
+            || panic!("no error for {instance}: {errors:?}"),
+            |(_, e)| e.clone(),
+        )
     };
     check_output(
         "troubleshooting/connection-refused",
@@ -300,13 +302,15 @@ fn prometheus_says_so_when_its_port_is_taken() {
     let line = String::from_utf8_lossy(&output.stderr)
         .lines()
         .find(|line| line.contains("Unable to start web listener"))
-        .map(|line| {
-            regex::Regex::new(r"ts=\S+ caller=\S+ ")
-                .unwrap()
-                .replace(line, "")
-                .into_owned()
-        })
-        .unwrap_or_else(|| panic!("{}", printed(&output)));
+        .map_or_else(
+            || panic!("{}", printed(&output)),
+            |line| {
+                regex::Regex::new(r"ts=\S+ caller=\S+ ")
+                    .unwrap()
+                    .replace(line, "")
+                    .into_owned()
+            },
+        );
     check_output(
         "troubleshooting/prometheus-port-in-use",
         &line,
