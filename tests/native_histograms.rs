@@ -249,14 +249,27 @@ async fn exemplars_carry_the_trace_id_of_a_request_logged_with_the_same_status()
     .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     traffic.stop().await.unwrap();
 
-    // The chapter's command, run against this Prometheus, prints what it shows.
-    let answer = run_ok(
-        &script(
-            "native/query-exemplars",
-            &[sub("http://localhost:9090", native.base_url())],
-        ),
-        &[],
+    // The chapter's command, run against this Prometheus, prints what it shows once
+    // its window (whole seconds, from `date +%s`) holds the exemplars found above.
+    let command = script(
+        "native/query-exemplars",
+        &[sub("http://localhost:9090", native.base_url())],
     );
+    let answer = poll(
+        "the chapter's command to print exemplars",
+        WAIT,
+        Duration::from_millis(500),
+        || async {
+            let answer = run_ok(&command, &[]);
+            if answer.contains("\"exemplars\"") {
+                Check::Met(answer)
+            } else {
+                Check::NotYet(answer)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
     check_output(
         "native/exemplars",
         &answer,
