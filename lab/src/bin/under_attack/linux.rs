@@ -116,7 +116,7 @@ pub(super) fn defences_off() -> Launch {
         ]
         .map(str::to_owned)
         .to_vec(),
-        env: Vec::new(),
+        ..Launch::default()
     }
 }
 

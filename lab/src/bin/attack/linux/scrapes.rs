@@ -60,7 +60,11 @@ pub(super) async fn metrics_hold(
     let server = match Server::launch(binary, &launch) {
         Ok(server) => server,
         Err(error) => {
-            report.push((format!("{what}: scrapes answered"), format!("n/a: {error}")));
+            eprintln!("{error}");
+            report.push((
+                format!("{what}: scrapes answered"),
+                "n/a (does not start with these flags)".to_owned(),
+            ));
             return Ok(());
         }
     };
@@ -83,9 +87,11 @@ pub(super) async fn metrics_hold(
                     // Idle until the server closes it, or the attack ends.
                     let mut byte = [0; 1];
                     while !stop.load(Ordering::Relaxed) {
-                        let read =
-                            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte))
-                                .await;
+                        let read = tokio::time::timeout(
+                            Duration::from_millis(200),
+                            stream.read(&mut byte),
+                        )
+                        .await;
                         if matches!(read, Ok(Ok(0) | Err(_))) {
                             break;
                         }
@@ -135,10 +141,15 @@ async fn timed_login(server: &Server) -> Option<Duration> {
     let started = Instant::now();
     let exchange = async {
         let mut stream = connect_from([127, 0, 0, 9], server.login).await.ok()?;
-        stream.write_all(login_request(LOGIN).as_bytes()).await.ok()?;
+        stream
+            .write_all(login_request(LOGIN).as_bytes())
+            .await
+            .ok()?;
         let mut answer = vec![0; 1024];
         let n = stream.read(&mut answer).await.ok()?;
-        answer[..n].starts_with(b"HTTP/1.1 200").then(|| started.elapsed())
+        answer[..n]
+            .starts_with(b"HTTP/1.1 200")
+            .then(|| started.elapsed())
     };
     tokio::time::timeout(WAIT, exchange).await.ok().flatten()
 }
@@ -219,5 +230,7 @@ fn median_ms(latencies: &[f64]) -> String {
     if latencies.is_empty() {
         return "no login answered".to_owned();
     }
-    ms(Duration::from_secs_f64(median(latencies.iter().copied()) / 1e3))
+    ms(Duration::from_secs_f64(
+        median(latencies.iter().copied()) / 1e3,
+    ))
 }

@@ -63,6 +63,7 @@ pub(super) fn cheap_path(binary: &Path, args: &Args) -> anyhow::Result<()> {
         let shipped = Launch {
             args: Vec::new(),
             env: vec![("RUST_LOG".to_owned(), filter.map(str::to_owned))],
+            ..Launch::default()
         };
         let no_limit = Launch {
             args: vec!["--no-login-limit".to_owned()],
