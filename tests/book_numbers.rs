@@ -12,7 +12,10 @@
 use std::collections::BTreeSet;
 use std::fs;
 
+use login_metrics::limits::{CONNECTION_BUFFER, HEADER_BLOCK_LIMIT, Limits, METRICS_CONNECTIONS};
+use login_metrics::logging::{BUFFERED_BYTES, BUFFERED_LINES, METHOD_MAX};
 use login_metrics::metrics::{Closed, LATENCY_BUCKETS, Refused, STATUS_CODES, Unauthorized};
+use login_metrics::metrics_listener::MetricsListener;
 use login_metrics_testkit::book::book_src_dir;
 use login_metrics_testkit::dashboard::{dashboard_file, load_dashboard};
 use login_metrics_testkit::repository_yaml;
@@ -122,35 +125,51 @@ fn the_prose_counts_the_status_codes_and_close_reasons_the_server_exports() {
     ] {
         assert_says(path, &pattern, reasons, "the reasons a connection ends");
     }
+    assert_says(
+        "reference/metrics.md",
+        &format!(r"\(and {N} on the metrics listener's refusals\)"),
+        Refused::ALL.len(),
+        "the reasons the metrics listener refuses a connection",
+    );
+}
+
+/// The values in the first column of the table that starts at `header` in `text`.
+fn rows_after(text: &str, header: &str) -> BTreeSet<String> {
+    let table = &text[text.find(header).expect("the table") + 1..];
+    table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| line.split('`').nth(1).unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[test]
-fn the_reference_tables_list_every_status_code_and_close_reason() {
+fn the_reference_tables_list_every_status_code_close_reason_and_refusal() {
     let metrics = chapter("reference/metrics.md");
-    let rows = |label: &str| -> BTreeSet<String> {
-        let header = format!("\n| `{label}` |");
-        let table = &metrics[metrics.find(&header).expect("the table") + 1..];
-        table
-            .lines()
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .map(|line| line.split('`').nth(1).unwrap_or_default().to_owned())
-            .collect()
-    };
     let codes: BTreeSet<String> = STATUS_CODES
         .iter()
         .map(|c| c.as_u16().to_string())
         .collect();
     assert_eq!(
-        rows("status_code"),
+        rows_after(&metrics, "\n| `status_code` |"),
         codes,
         "reference/metrics.md's table of status codes"
     );
     let reasons: BTreeSet<String> = Closed::ALL.iter().map(|r| r.as_str().to_owned()).collect();
     assert_eq!(
-        rows("reason"),
+        rows_after(&metrics, "\n| `reason` | The connection ended because |"),
         reasons,
         "reference/metrics.md's table of reasons"
+    );
+    let refused: BTreeSet<String> = Refused::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+    assert_eq!(
+        rows_after(
+            &metrics,
+            "\n| `reason` | The connection was refused because |"
+        ),
+        refused,
+        "reference/metrics.md's table of the metrics listener's refusals"
     );
 
     // Step 5 names the 4xx codes the tutorial's `4..` matches.
@@ -304,4 +323,99 @@ fn step_9s_series_budget_adds_up_from_the_code() {
         5 * histogram,
         "the histogram with a label of five values",
     );
+}
+
+#[test]
+fn the_prose_states_the_limits_and_defaults_the_code_sets() {
+    let limits = Limits::default();
+    let scrapers = MetricsListener::default();
+    let seconds = |d: std::time::Duration| usize::try_from(d.as_secs()).unwrap();
+    for (path, pattern, expected, what) in [
+        (
+            "hardening/limits.md",
+            r"a small budget of its own, {N} connections",
+            METRICS_CONNECTIONS,
+            "the metrics listener's budget",
+        ),
+        (
+            "hardening/limits.md",
+            r"The metrics listener's budget of {N} is small",
+            METRICS_CONNECTIONS,
+            "the metrics listener's budget",
+        ),
+        (
+            "reference/metrics.md",
+            r"budget of {N} connections was full",
+            METRICS_CONNECTIONS,
+            "the metrics listener's budget",
+        ),
+        (
+            "hardening/limits.md",
+            r"read at most {N} KiB of line and headers",
+            HEADER_BLOCK_LIMIT / 1024,
+            "the header block limit",
+        ),
+        (
+            "hardening/limits.md",
+            r"hold at most {N} KiB of a connection's",
+            CONNECTION_BUFFER / 1024,
+            "the connection's buffer",
+        ),
+        (
+            "hardening/limits.md",
+            r"requests, {N} by default, on both listeners",
+            limits.max_requests_per_connection,
+            "the requests per connection",
+        ),
+        (
+            "hardening/limits.md",
+            r"`LOGIN_WRITE_TIMEOUT`, {N} seconds",
+            seconds(limits.write_timeout),
+            "the write timeout",
+        ),
+        (
+            "hardening/limits.md",
+            r"`--metrics-max-connections-per-client`, {N} by default",
+            scrapers.max_connections_per_client,
+            "the metrics listener's share per address",
+        ),
+        (
+            "hardening/limits.md",
+            r"connections then takes {N}, and",
+            scrapers.max_connections_per_client,
+            "the metrics listener's share per address",
+        ),
+        (
+            "hardening/limits.md",
+            r"`--metrics-idle-timeout`, {N} seconds",
+            seconds(scrapers.idle_timeout),
+            "the metrics listener's idle timeout",
+        ),
+        (
+            "hardening/shutdown-and-logs.md",
+            r"{N} queued lines with a method",
+            BUFFERED_LINES,
+            "the log queue's lines",
+        ),
+        (
+            "hardening/shutdown-and-logs.md",
+            r"also stops at {N} MiB",
+            BUFFERED_BYTES / (1024 * 1024),
+            "the log queue's bytes",
+        ),
+        (
+            "hardening/shutdown-and-logs.md",
+            r"as it is up to {N} characters",
+            METHOD_MAX,
+            "the longest method logged as it is",
+        ),
+        (
+            "hardening/shutdown-and-logs.md",
+            r"longer method than {N} characters is written as its first",
+            METHOD_MAX,
+            "the longest method logged as it is",
+        ),
+    ] {
+        assert_says(path, &pattern.replace("{N}", N), expected, what);
+    }
 }

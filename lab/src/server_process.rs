@@ -142,10 +142,18 @@ impl Server {
                 }
             });
         }
+        // Only the readers hold a sender now: a server that exits at once (a
+        // flag it does not know) ends the wait at once.
+        drop(lines);
         let Ok(line) = listening.recv_timeout(WAIT) else {
             let _ = child.kill();
             let _ = child.wait();
-            anyhow::bail!("{} never said where it listens", binary.display());
+            let said = log.lock().expect("log lock").join(" ");
+            anyhow::bail!(
+                "{} never said where it listens: {}",
+                binary.display(),
+                said.chars().take(200).collect::<String>()
+            );
         };
         let field = |key: &str| -> anyhow::Result<SocketAddr> {
             let start = line.find(&format!("{key}=")).context("no address")? + key.len() + 1;

@@ -1,18 +1,19 @@
 //! The hostile clients of the appendix "Hostile clients", played against the
 //! real `login_server` binary over loopback, each attack bounded in count and
-//! time; about five minutes per server.
+//! time; about six minutes per server.
 //!
 //! ```sh
 //! cargo run -p lab --release --bin attack                              # this server
 //! cargo run -p lab --release --bin attack -- --before OLD_LOGIN_SERVER # and an old one, side by side
+//! cargo run -p lab --release --bin attack -- --only slow-readers,expect-100   # some attacks
 //! ```
 //!
-//! A figure that an old server cannot give (it lacks the metric, or the flag
-//! the attack needs) prints as "n/a". Each attack starts a fresh server process under `ulimit -n 4096`, so that a
+//! Each attack starts a fresh server process under `ulimit -n 4096`, so that a
 //! few thousand connections reach its descriptor limit, and measures from
 //! outside: scrapes, a legitimate login, the process's descriptors, memory and
-//! CPU time from `/proc`, and the server's own metrics. Figures a server does
-//! not export (an old one lacks the connection metrics) print as "n/a".
+//! CPU time from `/proc`, and the server's own metrics. A figure an old server
+//! cannot give (it lacks the metric, or the flag the attack needs) prints as
+//! "n/a".
 //!
 //! - **slowloris**: 5,000 connections from 127.0.0.2-5 send half a request
 //!   header and go silent, reconnecting when cut off, for 15 s; then SIGTERM
@@ -28,7 +29,7 @@
 //! - **metrics hold**: one address holds 40 connections to the metrics listener,
 //!   reopening each as it is closed, for 15 s while 127.0.0.1 scrapes every
 //!   250 ms; then eight addresses, with `--metrics-allow 127.0.0.1`.
-//! - **long methods**: 12,000 requests with a 7,000-byte method, then 1,000
+//! - **long methods**: 12,000 requests with a 7,000-byte method, then 3,000
 //!   with a 390,000-byte one, each against a server whose log pipe is not read.
 //! - **big headers**: 200 connections send 400 KB of a header and never end it.
 //! - **expect-100**, **forwarded-for**, **array-login**, **mapped-peer**: one
@@ -82,12 +83,12 @@ mod linux {
         /// example, built in release mode].
         #[arg(long)]
         server: Option<PathBuf>,
-        /// Run only the attacks whose names contain this (idle, slowloris,
-        /// slow-bodies, hang-ups, 404-flood, login-flood, slow-readers,
-        /// metrics-hold, long-methods, big-headers, expect-100, forwarded-for,
-        /// array-login, mapped-peer, metrics-flood).
-        #[arg(long)]
-        only: Option<String>,
+        /// Run only the attacks whose names contain one of these, separated by
+        /// commas (idle, slowloris, slow-bodies, hang-ups, 404-flood,
+        /// login-flood, slow-readers, metrics-hold, long-methods, big-headers,
+        /// expect-100, forwarded-for, array-login, mapped-peer, metrics-flood).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     }
 
     const SLOWLORIS: usize = 5000;
@@ -111,15 +112,9 @@ mod linux {
         let runtime = tokio::runtime::Runtime::new()?;
         let mut columns = Vec::new();
         if let Some(before) = &args.before {
-            columns.push((
-                "before",
-                runtime.block_on(attack_all(before, args.only.as_deref()))?,
-            ));
+            columns.push(("before", runtime.block_on(attack_all(before, &args.only))?));
         }
-        columns.push((
-            "after",
-            runtime.block_on(attack_all(&after, args.only.as_deref()))?,
-        ));
+        columns.push(("after", runtime.block_on(attack_all(&after, &args.only))?));
         print_table(&columns);
         Ok(())
     }
@@ -127,9 +122,10 @@ mod linux {
     /// One figure per row, in the order measured.
     type Report = Vec<(String, String)>;
 
-    async fn attack_all(binary: &Path, only: Option<&str>) -> anyhow::Result<Report> {
+    async fn attack_all(binary: &Path, only: &[String]) -> anyhow::Result<Report> {
         let mut report = Report::new();
-        let wanted = |name: &str| only.is_none_or(|only| name.contains(only));
+        let wanted =
+            |name: &str| only.is_empty() || only.iter().any(|only| name.contains(only.as_str()));
         eprintln!("{}:", binary.display());
         if wanted("idle") {
             eprintln!("idle...");

@@ -60,7 +60,11 @@ pub(super) async fn metrics_hold(
     let server = match Server::launch(binary, &launch) {
         Ok(server) => server,
         Err(error) => {
-            report.push((format!("{what}: scrapes answered"), format!("n/a: {error}")));
+            eprintln!("{error}");
+            report.push((
+                format!("{what}: scrapes answered"),
+                "n/a (does not start with these flags)".to_owned(),
+            ));
             return Ok(());
         }
     };
