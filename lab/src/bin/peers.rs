@@ -29,8 +29,9 @@
 //! Throughput: each variant under `wrk -t1 -c8` for `--seconds`, the variants
 //! interleaved, `--rounds` times; the best round of each counts. Instructions:
 //! each variant under `valgrind --tool=callgrind`, sent `--requests / 4` and then
-//! `--requests` malformed logins over keep-alive connections by this process; the difference of the two runs' totals (every thread of the server,
-//! start-up and shutdown cancelled out), divided by the difference in requests.
+//! `--requests` malformed logins over keep-alive connections by this process;
+//! the difference of the two runs' totals (every thread of the server, start-up
+//! and shutdown cancelled out), divided by the difference in requests.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
