@@ -213,6 +213,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    report(&variants, &rates, &instructions);
+    Ok(())
+}
+
+/// Prints the table, with each variant's ratios to the handler and to its own
+/// baseline, and the production server's goals.
+fn report(variants: &[&Variant], rates: &[f64], instructions: &[f64]) {
     let find = |name: &str| {
         variants
             .iter()
@@ -255,13 +262,30 @@ fn main() -> anyhow::Result<()> {
         rate("axum-prometheus"),
     ) {
         println!(
-            "server ÷ handler: {:.2} (goal ≥ 0.85); server ÷ axum's example: {:.2}, ÷ axum-prometheus: {:.2} (goal > 1)",
+            "requests/s: server ÷ handler {:.2} (goal ≥ 0.85); server ÷ axum's example {:.2}, ÷ axum-prometheus {:.2} (goal > 1)",
             server / rates[handler],
             server / example,
             server / prometheus
         );
     }
-    Ok(())
+    let per_request = |name: &str| {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| instructions[i])
+    };
+    if let (Some(server), Some(example), Some(prometheus)) = (
+        per_request("server"),
+        per_request("axum-example"),
+        per_request("axum-prometheus"),
+    ) {
+        println!(
+            "instructions: handler ÷ server {:.2} (goal ≥ 0.85); axum's example ÷ server {:.2}, axum-prometheus ÷ server {:.2} (goal > 1)",
+            instructions[handler] / server,
+            example / server,
+            prometheus / server
+        );
+    }
 }
 
 fn lab_machine() -> String {
@@ -360,10 +384,10 @@ fn start(launcher: &Launcher, wrapper: &[String]) -> anyhow::Result<Running> {
             let mut output = BufReader::new(output);
             let mut line = String::new();
             while output.read_line(&mut line).is_ok_and(|n| n > 0) {
-                if line.contains("listening") || line.contains("login on") {
-                    if let Some(address) = pattern.find(&line) {
-                        let _ = found.send(address.as_str().to_owned());
-                    }
+                if (line.contains("listening") || line.contains("login on"))
+                    && let Some(address) = pattern.find(&line)
+                {
+                    let _ = found.send(address.as_str().to_owned());
                 }
                 line.clear();
             }
