@@ -10,9 +10,11 @@
 //! - [`chart`]: the book's line charts, drawn from a real Prometheus run.
 //! - [`dashboard_figure`]: the whole dashboard as one figure, for the quick start.
 //! - [`stats`]: medians and percentiles for the tables.
+//! - [`keep_alive`]: the client of the instruction counts, one keep-alive connection.
 
 pub mod chart;
 pub mod dashboard_figure;
+pub mod keep_alive;
 #[cfg(target_os = "linux")]
 pub mod server_process;
 pub mod stats;

@@ -25,12 +25,10 @@
 //! from an address whose only attempt is spent, so that every answer is a 429.
 //! That one attempt is hashed on a thread of its own, not thread 1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use lab::keep_alive::post_logins;
 use login_metrics::auth::UserStore;
 use login_metrics::routes::app_without_metrics;
 use login_metrics::throttle::{LoginRate, Throttle};
@@ -146,42 +144,13 @@ impl Variant {
 /// answer: malformed ones answered 400, or (`Throttled`) one good login
 /// answered 200 and then `requests` good ones answered 429.
 fn send(addr: std::net::SocketAddr, requests: usize, variant: Variant) -> anyhow::Result<()> {
-    let stream = TcpStream::connect(addr)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    let request = |body: &str| {
-        format!(
-            "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let (body, expected) = if variant == Variant::Throttled {
-        (GOOD, "HTTP/1.1 429")
-    } else {
-        (BODY, "HTTP/1.1 400")
-    };
-    let mut sequence = vec![(request(body), expected); requests];
     if variant == Variant::Throttled {
-        sequence.insert(0, (request(GOOD), "HTTP/1.1 200"));
+        let first = std::iter::once((GOOD, "HTTP/1.1 200"));
+        post_logins(
+            addr,
+            first.chain(std::iter::repeat_n((GOOD, "HTTP/1.1 429"), requests)),
+        )
+    } else {
+        post_logins(addr, std::iter::repeat_n((BODY, "HTTP/1.1 400"), requests))
     }
-    for (request, expected) in sequence {
-        writer.write_all(request.as_bytes())?;
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        anyhow::ensure!(status.starts_with(expected), "unexpected answer: {status}");
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse()?;
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-    }
-    Ok(())
 }
