@@ -114,8 +114,8 @@ async fn the_minimal_server_exits_with_status_0_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
-/// A SIGTERM sent the moment the server says where it listens stops both listeners:
-/// the handler is in place before that line, and one flag stops both.
+/// A SIGTERM sent the moment the server says where it listens stops it: the handler
+/// is in place before that line.
 #[cfg(unix)]
 #[tokio::test]
 async fn a_sigterm_sent_as_soon_as_the_server_says_where_it_listens_stops_it() {

@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 #[cfg(unix)]
 use tokio::signal::unix::SignalKind;
-use tokio::sync::watch;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Status {
@@ -162,27 +161,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let login = TcpListener::bind(address("LOGIN_ADDR", "127.0.0.1:5000")).await?;
     let scrape = TcpListener::bind(address("LOGIN_METRICS_ADDR", "127.0.0.1:8000")).await?;
     let (login_at, scrape_at) = (login.local_addr()?, scrape.local_addr()?);
-    let stopping = stop_signal()?;
+    let shutdown = shutdown_signal()?;
     println!("login on http://{login_at}/login, metrics on http://{scrape_at}/metrics");
-    tokio::try_join!(
-        axum::serve(login, app)
-            .with_graceful_shutdown(stopped(stopping.clone()))
-            .into_future(),
-        axum::serve(scrape, metrics_app)
-            .with_graceful_shutdown(stopped(stopping))
-            .into_future(),
-    )?;
+    // The metrics listener ends with the process; logins in progress are finished first.
+    tokio::spawn(axum::serve(scrape, metrics_app).into_future());
+    axum::serve(login, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
-/// Turns true on Ctrl-C, or on the SIGTERM that `docker stop` and Kubernetes send.
-/// SIGTERM is caught from the moment this returns, and both listeners watch the same
-/// flag: a signal that comes before a listener starts waiting still stops it.
-fn stop_signal() -> std::io::Result<watch::Receiver<bool>> {
+/// Resolves on Ctrl-C, or on the SIGTERM that `docker stop` and Kubernetes send.
+/// SIGTERM is caught from the moment this returns, before the server says where it listens.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     let mut terminate = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let (stop, stopping) = watch::channel(false);
-    tokio::spawn(async move {
+    Ok(async move {
         #[cfg(unix)]
         let terminate = terminate.recv();
         #[cfg(not(unix))]
@@ -191,12 +185,5 @@ fn stop_signal() -> std::io::Result<watch::Receiver<bool>> {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate => {}
         }
-        let _ = stop.send(true);
-    });
-    Ok(stopping)
-}
-
-/// Resolves once `stopping` turns true.
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|stop| *stop).await;
+    })
 }
