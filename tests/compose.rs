@@ -3,7 +3,7 @@
 //! the images are the pinned ones the tests run, Grafana needs an admin password,
 //! and every container is wired to the others as the book says.
 
-use login_metrics_testkit::compose;
+use login_metrics_testkit::compose::Stack;
 use login_metrics_testkit::harness::{
     alertmanager, blackbox, grafana, prometheus, victoria_metrics,
 };
@@ -26,20 +26,9 @@ fn the_docker_prometheus_config_is_the_repository_one_with_the_containers_as_tar
 
 #[test]
 fn the_compose_stack_is_valid_and_needs_an_admin_password() {
-    let Some(cmd) = compose::command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
+    let Some(config) = Stack::new().password("test-password").merged() else {
         return;
     };
-    let output = compose::config(&cmd, Some("test-password"), None);
-    assert!(
-        output.status.success(),
-        "{} config: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
     let services = &config["services"];
     assert_eq!(services["prometheus"]["image"], prometheus::DEFAULT_IMAGE);
     assert_eq!(services["grafana"]["image"], grafana::DEFAULT_IMAGE);
@@ -67,12 +56,9 @@ fn the_compose_stack_is_valid_and_needs_an_admin_password() {
         "{extra_hosts}"
     );
 
-    let without = compose::config(&cmd, None, None);
-    assert!(
-        !without.status.success(),
-        "compose must refuse to start without a password"
-    );
-    assert!(String::from_utf8_lossy(&without.stderr).contains("GRAFANA_ADMIN_PASSWORD"));
+    // Without a password, compose refuses to start the stack.
+    let refusal = Stack::new().refusal().unwrap();
+    assert!(refusal.contains("GRAFANA_ADMIN_PASSWORD"), "{refusal}");
 }
 
 /// The value of `--flag=value` (or `-flag=value`) in a service's command.
@@ -90,20 +76,10 @@ fn flag<'a>(service: &'a Yaml, flag: &str) -> Option<&'a str> {
 
 #[test]
 fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
-    let Some(cmd) = compose::command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
+    let stack = Stack::new().password("test-password").profile("scale");
+    let Some(config) = stack.merged() else {
         return;
     };
-    let output = compose::config(&cmd, Some("test-password"), Some("scale"));
-    assert!(
-        output.status.success(),
-        "{} --profile scale config: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
     let services = &config["services"];
     let mounts = |service: &Yaml| format!("{:?}", service["volumes"]);
     for replica in ["a", "b"] {
@@ -156,25 +132,12 @@ fn the_scale_profile_runs_an_ha_pair_writing_to_victoria_metrics() {
 
 #[test]
 fn the_probe_override_adds_the_exporter_and_gives_prometheus_the_probe_job() {
-    let Some(cmd) = compose::command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
+    let stack = Stack::new()
+        .password("test-password")
+        .with_file("deploy/probe/compose.yml");
+    let Some(config) = stack.merged() else {
         return;
     };
-    let output = compose::config_with(
-        &cmd,
-        Some("test-password"),
-        None,
-        &["deploy/probe/compose.yml"],
-    );
-    assert!(
-        output.status.success(),
-        "{} config with the probe: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
     let services = &config["services"];
     let exporter = &services["blackbox-exporter"];
     assert_eq!(exporter["image"], blackbox::DEFAULT_IMAGE);

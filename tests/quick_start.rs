@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use login_metrics_testkit::book::TUTORIAL_QUERIES;
-use login_metrics_testkit::compose;
+use login_metrics_testkit::compose::Stack;
 use login_metrics_testkit::dashboard::{DASHBOARD_UID, dashboard_file, load_dashboard};
 use login_metrics_testkit::example::example;
 use login_metrics_testkit::harness::engine::free_port;
@@ -97,21 +97,11 @@ fn the_marked_blocks_are_the_commands_these_tests_run() {
 
 #[test]
 fn compose_accepts_the_quick_start_stack_and_points_it_at_the_server_it_starts() {
-    let Some(cmd) = compose::command() else {
-        login_metrics_testkit::env::skip(
-            "neither `docker compose` nor `docker-compose` is installed",
-        );
+    // What `export GRAFANA_ADMIN_PASSWORD` hands to `docker compose up`.
+    let stack = Stack::new().password("a password read by read -rs");
+    let Some(config) = stack.merged() else {
         return;
     };
-    // What `export GRAFANA_ADMIN_PASSWORD` hands to `docker compose up`.
-    let output = compose::config(&cmd, Some("a password read by read -rs"), None);
-    assert!(
-        output.status.success(),
-        "{} config: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let config: Yaml = serde_yaml_ng::from_slice(&output.stdout).unwrap();
     let prometheus = &config["services"]["prometheus"];
     let volumes = format!("{:?}", prometheus["volumes"]);
     for mount in ["deploy/prometheus.docker.yml", "/etc/prometheus/rules"] {
