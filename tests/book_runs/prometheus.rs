@@ -49,24 +49,27 @@ fn get_json(url: &str) -> Option<Value> {
     serde_json::from_slice(&output.stdout).ok()
 }
 
-/// Waits until the API at `base` answers `/-/ready`.
-fn wait_ready(base: &str) {
+/// Runs `command` in the background (Prometheus, VictoriaMetrics) and waits until
+/// `url` (its readiness or health endpoint) answers with success.
+fn start_until_answers(command: &str, url: &str) -> Background {
+    let process = Background::start(command, &[]);
     poll_blocking(
-        &format!("{base} to be ready"),
+        &format!("{url} to answer"),
         Duration::from_secs(45),
         Duration::from_millis(200),
         || {
-            let ok = run(&format!("curl -sf {base}/-/ready"), &[], "")
+            let ok = run(&format!("curl -sf {}", shell_quote(url)), &[], "")
                 .status
                 .success();
             if ok {
                 Check::Met(())
             } else {
-                Check::NotYet("not ready".to_owned())
+                Check::NotYet("no answer".to_owned())
             }
         },
     )
     .unwrap_or_else(|timed_out| panic!("{timed_out}"));
+    process
 }
 
 /// The active targets of the Prometheus at `base`.
@@ -90,7 +93,8 @@ fn step_2_runs_prometheus_scrapes_the_server_and_answers_the_first_queries() {
     let port = server.metrics.rsplit(':').next().unwrap();
     let config = config_in(dir.path(), &format!("localhost:{port}"));
     let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Background::start(
+    let base = format!("http://{web}");
+    let _prometheus = start_until_answers(
         &script(
             "step-2/prometheus",
             &[
@@ -107,10 +111,8 @@ fn step_2_runs_prometheus_scrapes_the_server_and_answers_the_first_queries() {
                 ),
             ],
         ),
-        &[],
+        &format!("{base}/-/ready"),
     );
-    let base = format!("http://{web}");
-    wait_ready(&base);
 
     // Thirty rounds of a second each, in the book; two short ones here.
     let _ = run_ok(
@@ -204,16 +206,15 @@ fn a_scrape_fails_with_the_errors_troubleshooting_quotes() {
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Background::start(
+    let base = format!("http://{web}");
+    let _prometheus = start_until_answers(
         &format!(
             "prometheus --config.file={} --storage.tsdb.path={} --web.listen-address={web}",
             dir.path().join("prometheus.yml").display(),
             dir.path().join("data").display()
         ),
-        &[],
+        &format!("{base}/-/ready"),
     );
-    let base = format!("http://{web}");
-    wait_ready(&base);
     let errors = poll_blocking(
         "every target to have failed a scrape",
         Duration::from_secs(30),
@@ -348,7 +349,8 @@ fn step_9_replicas_are_found_through_the_targets_file() {
     // The configuration of the chapter, with the targets file beside it.
     let dir = tempfile::tempdir().unwrap();
     let web = format!("127.0.0.1:{}", free_port());
-    let _prometheus = Background::start(
+    let base = format!("http://{web}");
+    let _prometheus = start_until_answers(
         &script(
             "step-9/prometheus-file-sd",
             &[sub(
@@ -359,10 +361,8 @@ fn step_9_replicas_are_found_through_the_targets_file() {
                 ),
             )],
         ),
-        &[],
+        &format!("{base}/-/ready"),
     );
-    let base = format!("http://{web}");
-    wait_ready(&base);
     let shipped = std::fs::read_to_string(repo_root().join("deploy/targets/login_server.yml"))
         .unwrap()
         .matches("localhost:")
@@ -390,7 +390,8 @@ fn step_9_runs_victoria_metrics_with_the_pairs_flags() {
     }
     let dir = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
-    let _store = Background::start(
+    // It answers /health once it serves.
+    let _store = start_until_answers(
         &script(
             "step-9/victoria-metrics",
             &[sub(
@@ -401,22 +402,6 @@ fn step_9_runs_victoria_metrics_with_the_pairs_flags() {
                 ),
             )],
         ),
-        &[],
+        &format!("http://{http}/health"),
     );
-    poll_blocking(
-        "VictoriaMetrics to answer /health",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let ok = run(&format!("curl -sf http://{http}/health"), &[], "")
-                .status
-                .success();
-            if ok {
-                Check::Met(())
-            } else {
-                Check::NotYet("no answer".to_owned())
-            }
-        },
-    )
-    .unwrap_or_else(|timed_out| panic!("{timed_out}"));
 }
