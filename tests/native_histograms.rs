@@ -348,7 +348,7 @@ async fn every_native_promql_block_in_the_book_returns_data() {
         return;
     };
     let traffic = Traffic::start(server.login_url.clone(), Duration::from_millis(20));
-    every_block_answers(&native, blocks, &traffic)
+    every_block_answers(&native, blocks, Some(&traffic))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     traffic.stop().await.unwrap();

@@ -102,7 +102,7 @@ async fn every_promql_block_in_the_book_returns_data() {
     // Traffic keeps flowing while the blocks run: a block over `$__rate_interval`
     // (4 s here) sees only the requests of the last few seconds.
     let traffic = Traffic::start_as_many_clients(server.login_url(), Duration::from_millis(20));
-    every_block_answers(&prometheus, blocks, &traffic)
+    every_block_answers(&prometheus, blocks, Some(&traffic))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     traffic.stop().await.unwrap();
