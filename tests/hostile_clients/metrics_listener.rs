@@ -11,6 +11,7 @@ use login_metrics::throttle::Throttle;
 use login_metrics_testkit::clients::{connect_from, until_closed};
 use login_metrics_testkit::exposition::ScrapeMetrics as _;
 use login_metrics_testkit::logs::Captured;
+use login_metrics_testkit::server::TestServer;
 use login_metrics_testkit::wait::eventually;
 
 use super::{scrape, server_with, short_limits};
@@ -62,32 +63,37 @@ async fn the_metrics_listener_answers_scrapes_while_one_address_holds_more_conne
 
 #[tokio::test]
 async fn the_metrics_allow_list_closes_other_addresses_at_once_and_counts_them() {
-    let server = server_with(
-        short_limits(),
-        MetricsListener {
-            allow: vec!["127.0.0.1/32".parse().unwrap()],
-            ..MetricsListener::default()
-        },
-        Throttle::off(),
-    )
-    .await;
-    let metrics = Arc::clone(&server.state.metrics);
-    for _ in 0..3 {
-        let mut stranger = connect_from([127, 0, 0, 131], server.metrics_addr)
-            .await
-            .unwrap();
+    let server = server_allowing_only_localhost().await;
+    refused_strangers(&server, [127, 0, 0, 131], 3).await;
+    // 127.0.0.1 is on the list.
+    scrape(server.metrics_addr).await;
+}
+
+/// A server whose metrics listener admits 127.0.0.1 alone.
+async fn server_allowing_only_localhost() -> TestServer {
+    let only_localhost = MetricsListener {
+        allow: vec!["127.0.0.1/32".parse().unwrap()],
+        ..MetricsListener::default()
+    };
+    server_with(short_limits(), only_localhost, Throttle::off()).await
+}
+
+/// Connects `times` times from `from`: each connection is closed without an
+/// answer, and the server counts every one as `not_allowed`.
+async fn refused_strangers(server: &TestServer, from: [u8; 4], times: u64) {
+    for _ in 0..times {
+        let mut stranger = connect_from(from, server.metrics_addr).await.unwrap();
         let answer = until_closed(&mut stranger).await;
         assert_eq!(answer, "", "a refused connection gets no answer");
     }
-    eventually("the three are counted", || {
+    let metrics = Arc::clone(&server.state.metrics);
+    eventually(&format!("the {times} refusals to be counted"), || {
         metrics
             .scrape()
             .metrics_connections_refused(Refused::NotAllowed)
-            == 3
+            == times
     })
     .await;
-    // 127.0.0.1 is on the list.
-    scrape(server.metrics_addr).await;
 }
 
 #[tokio::test]
@@ -116,29 +122,8 @@ async fn an_idle_connection_to_the_metrics_listener_is_closed_after_its_idle_tim
 #[tokio::test]
 async fn refusals_on_the_metrics_listener_are_logged_at_warn_once_per_interval() {
     let log = Captured::start();
-    let server = server_with(
-        short_limits(),
-        MetricsListener {
-            allow: vec!["127.0.0.1/32".parse().unwrap()],
-            ..MetricsListener::default()
-        },
-        Throttle::off(),
-    )
-    .await;
-    let metrics = Arc::clone(&server.state.metrics);
-    for _ in 0..20 {
-        let mut stranger = connect_from([127, 0, 0, 133], server.metrics_addr)
-            .await
-            .unwrap();
-        until_closed(&mut stranger).await;
-    }
-    eventually("the twenty are counted", || {
-        metrics
-            .scrape()
-            .metrics_connections_refused(Refused::NotAllowed)
-            == 20
-    })
-    .await;
+    let server = server_allowing_only_localhost().await;
+    refused_strangers(&server, [127, 0, 0, 133], 20).await;
     let warned: Vec<String> = log
         .lines()
         .into_iter()
