@@ -35,6 +35,7 @@ use login_metrics_testkit::clients::{
 };
 use login_metrics_testkit::exposition::{Scrape, ScrapeMetrics as _};
 use login_metrics_testkit::logins::Login;
+use login_metrics_testkit::logs::address_field;
 use login_metrics_testkit::server::TestServer;
 use login_metrics_testkit::wait::{Check, PATIENCE, eventually, poll, poll_blocking};
 use reqwest::StatusCode;
@@ -502,16 +503,12 @@ fn start_example(
             break line;
         }
     };
-    let field = |key: &str| -> SocketAddr {
-        let start = line.find(&format!("{key}=")).unwrap() + key.len() + 1;
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (child, field("login"), field("metrics"), lines)
+    (
+        child,
+        address_field(&line, "login"),
+        address_field(&line, "metrics"),
+        lines,
+    )
 }
 
 #[cfg(target_os = "linux")]

@@ -2,6 +2,7 @@
 //! over HTTP: the README's first command, tested.
 
 use login_metrics_testkit::example::example;
+use login_metrics_testkit::logs::address_field;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,12 +20,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Finds `key=ADDR` in the server's "listening" log line.
-fn field(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("{key}="))? + key.len() + 1;
-    Some(line[start..].split_whitespace().next()?.to_owned())
 }
 
 /// The running example, where it listens, and every line it logs.
@@ -104,8 +99,8 @@ fn start_server_with(log_level: &str, env: &[(&str, &str)]) -> Server {
     };
     Server {
         process: Running(child),
-        login: field(&line, "login").unwrap_or_else(|| panic!("no login= in {line:?}")),
-        metrics: field(&line, "metrics").unwrap_or_else(|| panic!("no metrics= in {line:?}")),
+        login: address_field(&line, "login").to_string(),
+        metrics: address_field(&line, "metrics").to_string(),
         lines,
         readers,
     }

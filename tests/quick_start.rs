@@ -18,6 +18,7 @@ use login_metrics_testkit::dashboard::{DASHBOARD_UID, dashboard_file, load_dashb
 use login_metrics_testkit::example::example;
 use login_metrics_testkit::harness::engine::free_port;
 use login_metrics_testkit::harness::prometheus::config_for;
+use login_metrics_testkit::logs::address_field;
 use login_metrics_testkit::panels::{FIRST_ROW, row_answers};
 use login_metrics_testkit::promql::QueryApi;
 use login_metrics_testkit::repo_root;
@@ -157,16 +158,6 @@ fn line_containing(child: &mut Child, needle: &str) -> String {
     }
 }
 
-/// The value of `key=VALUE` in a log line.
-fn field(line: &str, key: &str) -> String {
-    let start = line
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("{key}= in {line}"))
-        + key.len()
-        + 1;
-    line[start..].split_whitespace().next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn the_native_path_fills_the_dashboards_first_row() {
     if Command::new("prometheus")
@@ -189,12 +180,13 @@ async fn the_native_path_fills_the_dashboards_first_row() {
         .unwrap();
     let listening = line_containing(&mut server, "listening");
     let server = Running(server);
-    let (login, metrics) = (field(&listening, "login"), field(&listening, "metrics"));
+    let login = address_field(&listening, "login");
+    let metrics = address_field(&listening, "metrics");
 
     // `prometheus --config.file=prometheus.yml --storage.tsdb.path=...`, with the
     // repository's file pointed at that port, next to the rules it loads.
     let dir = tempfile::tempdir().unwrap();
-    let (config, job) = config_for(&metrics).unwrap();
+    let (config, job) = config_for(&metrics.to_string()).unwrap();
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     for rules in ["recording.yml", "alerts.yml"] {

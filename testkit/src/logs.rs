@@ -68,3 +68,28 @@ impl std::io::Write for Sink {
         Ok(())
     }
 }
+
+/// The value of `key=VALUE` in a log line (`login=127.0.0.1:5000`), up to the next
+/// space; `None` when the line has no such field.
+///
+/// ```
+/// use login_metrics_testkit::logs::field;
+///
+/// let line = "INFO login_server: listening login=127.0.0.1:5000 metrics=127.0.0.1:8000";
+/// assert_eq!(field(line, "metrics"), Some("127.0.0.1:8000"));
+/// assert_eq!(field(line, "peer"), None);
+/// ```
+#[must_use]
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    line[start..].split_whitespace().next()
+}
+
+/// [`field`], parsed as a socket address; panics, naming the line, when it is
+/// missing or not an address.
+#[must_use]
+pub fn address_field(line: &str, key: &str) -> std::net::SocketAddr {
+    field(line, key)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no address {key}= in {line:?}"))
+}

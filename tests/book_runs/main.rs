@@ -58,17 +58,10 @@ pub(crate) fn printed(output: &Output) -> String {
     )
 }
 
-/// The value of `key=VALUE` in a log line.
+/// The value of `key=VALUE` in a log line; panics, naming the line, without it.
 pub(crate) fn field(line: &str, key: &str) -> String {
-    let start = line
-        .find(&format!("{key}="))
+    login_metrics_testkit::logs::field(line, key)
         .unwrap_or_else(|| panic!("{key}= in {line}"))
-        + key.len()
-        + 1;
-    line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
         .to_owned()
 }
 

@@ -3,7 +3,6 @@
 //! holds it, and nothing a client sends reaches the log at full length.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use login_metrics::metrics::Closed;
 use login_metrics::routes::LOGIN_BODY_LIMIT;
 use login_metrics_testkit::clients::{connect_from, until_closed};
 use login_metrics_testkit::exposition::{ScrapeMetrics as _, sample};
+use login_metrics_testkit::logs::address_field;
 use login_metrics_testkit::wait::{PATIENCE, eventually};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -151,16 +151,10 @@ async fn memory_stays_bounded_with_an_unread_log_pipe_under_a_flood_of_long_meth
         .await
         .expect("the server logs where it listens")
         .unwrap();
-    let address = |key: &str| -> SocketAddr {
-        let start = line.find(&format!("{key}=")).unwrap() + key.len() + 1;
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (login, metrics) = (address("login"), address("metrics"));
+    let (login, metrics) = (
+        address_field(&line, "login"),
+        address_field(&line, "metrics"),
+    );
     let (before, _) = memory_kib(pid);
 
     // The flood: long methods on eight connections, each answered 405 and
