@@ -206,17 +206,46 @@ impl Unauthorized {
 }
 // ANCHOR_END: unauthorized_reasons
 
-/// A counter with one label, `reason`.
-fn by_reason(name: &str, help: &str) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), &["reason"]).expect("valid counter options")
+// ANCHOR: handshake_reasons
+/// Why the metrics listener gave up a TLS handshake: the `reason` label of
+/// `login_metrics_tls_handshakes_failed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailed {
+    /// The client's first bytes were not TLS that the server accepts: plain
+    /// HTTP, a protocol version below the minimum, a scanner.
+    Error,
+    /// The handshake did not finish within the listener's idle timeout.
+    Timeout,
 }
 
-/// Creates the series of each of `reasons` at zero, so that a rate over them
-/// exists from start-up.
-fn zero_series(counter: &IntCounterVec, reasons: impl IntoIterator<Item = &'static str>) {
+impl HandshakeFailed {
+    /// Every reason, so that each series exists at zero from start-up.
+    pub const ALL: [HandshakeFailed; 2] = [HandshakeFailed::Error, HandshakeFailed::Timeout];
+
+    /// The label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailed::Error => "error",
+            HandshakeFailed::Timeout => "timeout",
+        }
+    }
+}
+// ANCHOR_END: handshake_reasons
+
+/// A counter with one label, `reason`, whose series for each of `reasons` exist
+/// at zero from start-up, so that a rate over any of them does too.
+fn by_reason(
+    name: &str,
+    help: &str,
+    reasons: impl IntoIterator<Item = &'static str>,
+) -> IntCounterVec {
+    let counter =
+        IntCounterVec::new(Opts::new(name, help), &["reason"]).expect("valid counter options");
     for reason in reasons {
         counter.with_label_values(&[reason]);
     }
+    counter
 }
 
 /// The registry and the login metrics in it.
@@ -233,6 +262,7 @@ pub struct Metrics {
     unmatched: IntCounter,
     scrape_refusals: IntCounterVec,
     unauthorized_scrapes: IntCounterVec,
+    failed_handshakes: IntCounterVec,
 }
 
 impl Metrics {
@@ -279,6 +309,7 @@ impl Metrics {
         let connections_closed = by_reason(
             "login_connections_closed_total",
             "Connections to the login listener that ended, by reason.",
+            Closed::ALL.map(Closed::as_str),
         );
         let unmatched = IntCounter::new(
             "login_unmatched_requests_total",
@@ -288,10 +319,17 @@ impl Metrics {
         let scrape_refusals = by_reason(
             "login_metrics_connections_refused_total",
             "Connections the metrics listener closed as soon as it accepted them, by reason.",
+            Refused::ALL.map(Refused::as_str),
         );
         let unauthorized_scrapes = by_reason(
             "login_metrics_scrapes_unauthorized_total",
             "Scrapes the metrics listener answered 401, by reason: credentials missing or wrong.",
+            Unauthorized::ALL.map(Unauthorized::as_str),
+        );
+        let failed_handshakes = by_reason(
+            "login_metrics_tls_handshakes_failed_total",
+            "TLS handshakes the metrics listener gave up, by reason: an error or a timeout.",
+            HandshakeFailed::ALL.map(HandshakeFailed::as_str),
         );
         // ANCHOR_END: connection_definitions
 
@@ -305,6 +343,7 @@ impl Metrics {
             Box::new(unmatched.clone()),
             Box::new(scrape_refusals.clone()),
             Box::new(unauthorized_scrapes.clone()),
+            Box::new(failed_handshakes.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -324,12 +363,6 @@ impl Metrics {
             .map(|code| (*code, requests.with_label_values(&[code.as_str()])))
             .collect();
         // ANCHOR_END: zero_series
-        zero_series(&connections_closed, Closed::ALL.map(Closed::as_str));
-        zero_series(&scrape_refusals, Refused::ALL.map(Refused::as_str));
-        zero_series(
-            &unauthorized_scrapes,
-            Unauthorized::ALL.map(Unauthorized::as_str),
-        );
 
         Self {
             registry,
@@ -343,6 +376,7 @@ impl Metrics {
             unmatched,
             scrape_refusals,
             unauthorized_scrapes,
+            failed_handshakes,
         }
     }
 
@@ -397,6 +431,13 @@ impl Metrics {
     /// Counts a scrape answered 401.
     pub fn count_unauthorized_scrape(&self, reason: Unauthorized) {
         self.unauthorized_scrapes
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// Counts a TLS handshake the metrics listener gave up.
+    pub fn count_failed_handshake(&self, reason: HandshakeFailed) {
+        self.failed_handshakes
             .with_label_values(&[reason.as_str()])
             .inc();
     }

@@ -43,7 +43,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::limits::{CONNECTION_BUFFER, HEADER_BLOCK_LIMIT, Limits, METRICS_CONNECTIONS};
-use crate::metrics::{Closed, Metrics, OpenConnection, Refused};
+use crate::metrics::{Closed, HandshakeFailed, Metrics, OpenConnection, Refused};
 use crate::metrics_listener::MetricsListener;
 use crate::routes::{AppState, app, metrics_app};
 use crate::throttle::Throttle;
@@ -89,7 +89,10 @@ pub async fn serve(
             .web
             .as_ref()
             .and_then(|web| web.tls())
-            .map(TlsAcceptor::from),
+            .map(|config| Tls {
+                acceptor: TlsAcceptor::from(config),
+                metrics: Arc::clone(&metrics),
+            }),
         budget: METRICS_CONNECTIONS,
         header_timeout: access.idle_timeout,
         per_client: PerClient::new(access.max_connections_per_client, None),
@@ -133,7 +136,14 @@ struct Listener {
     /// What it counts and logs about its connections.
     records: Records,
     /// TLS, if the listener speaks it (the metrics listener's web configuration).
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
+}
+
+/// A listener's TLS: the acceptor, and where the handshakes it gives up are counted.
+#[derive(Clone)]
+struct Tls {
+    acceptor: TlsAcceptor,
+    metrics: Arc<Metrics>,
 }
 
 // ANCHOR: records
@@ -351,17 +361,25 @@ impl Listener {
                     }
                     // The handshake runs here, off the accept loop, within the
                     // header timeout: a client that stalls it holds nothing longer.
-                    Some(tls) => match timeout(handshake_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let io = with_write_timeout(stream, limits.write_timeout);
-                            watcher.watch(http.serve_connection(io, service)).await
+                    // One that fails is counted: a scraper with the wrong scheme or
+                    // an untrusted certificate shows on the server too.
+                    Some(tls) => {
+                        match timeout(handshake_timeout, tls.acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let io = with_write_timeout(stream, limits.write_timeout);
+                                watcher.watch(http.serve_connection(io, service)).await
+                            }
+                            Ok(Err(error)) => {
+                                tls.metrics.count_failed_handshake(HandshakeFailed::Error);
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tls.metrics.count_failed_handshake(HandshakeFailed::Timeout);
+                                return;
+                            }
                         }
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    },
+                    }
                 };
                 if let Some(open) = open {
                     open.close(closed_because(result, requests.load(Ordering::Relaxed) > 0));

@@ -14,7 +14,9 @@ use std::fs;
 
 use login_metrics::limits::{CONNECTION_BUFFER, HEADER_BLOCK_LIMIT, Limits, METRICS_CONNECTIONS};
 use login_metrics::logging::{BUFFERED_BYTES, BUFFERED_LINES, METHOD_MAX};
-use login_metrics::metrics::{Closed, LATENCY_BUCKETS, Refused, STATUS_CODES, Unauthorized};
+use login_metrics::metrics::{
+    Closed, HandshakeFailed, LATENCY_BUCKETS, Refused, STATUS_CODES, Unauthorized,
+};
 use login_metrics::metrics_listener::MetricsListener;
 use login_metrics_testkit::book::book_src_dir;
 use login_metrics_testkit::dashboard::{dashboard_file, load_dashboard};
@@ -271,6 +273,7 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     let reasons = one(r"\({N} reasons a connection ended");
     let refused = one(r"{N} reasons the metrics listener refuses a connection");
     let unauthorized = one(r"{N}\s+reasons it answers a scrape 401");
+    let handshakes = one(r"{N}\s+reasons it gives up a TLS handshake");
     let hashing = one(r"{N} hashing gauges");
     let process = one(r"and {N} process metrics");
     let added = one(r"Prometheus adds {N} per target");
@@ -281,6 +284,7 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     assert_eq!(reasons, Closed::ALL.len());
     assert_eq!(refused, Refused::ALL.len());
     assert_eq!(unauthorized, Unauthorized::ALL.len());
+    assert_eq!(handshakes, HandshakeFailed::ALL.len());
     assert_eq!(
         connections,
         reasons + 2,
@@ -289,7 +293,15 @@ fn step_9s_series_budget_adds_up_from_the_code() {
     // Four single series: the throttle's gauge, in flight, unmatched, dropped log lines.
     assert_eq!(
         total,
-        codes + histogram + connections + refused + unauthorized + hashing + 4 + process,
+        codes
+            + histogram
+            + connections
+            + refused
+            + unauthorized
+            + handshakes
+            + hashing
+            + 4
+            + process,
         "the parts add up to the total"
     );
     assert_eq!(per_replica, total + added);
@@ -316,6 +328,19 @@ fn step_9s_series_budget_adds_up_from_the_code() {
         r"50 × 10 × \d+ = (?<n>[\d,]+) new series",
         50 * 10 * per_replica,
         "a day of deployments",
+    );
+    // A year of those days, in hundred thousands: "about 12.6 million".
+    assert_says(
+        path,
+        r"A year of them in the long-term store is about (?<n>\d+)\.\d million",
+        50 * 10 * per_replica * 365 / 1_000_000,
+        "a year of deployments, whole millions",
+    );
+    assert_says(
+        path,
+        r"A year of them in the long-term store is about \d+\.(?<n>\d) million",
+        (50 * 10 * per_replica * 365 + 50_000) / 100_000 % 10,
+        "a year of deployments, tenths of a million",
     );
     assert_says(
         path,

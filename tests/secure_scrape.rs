@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use login_metrics::AppState;
 use login_metrics::auth::UserStore;
+use login_metrics::metrics::HandshakeFailed;
 use login_metrics::metrics_listener::MetricsListener;
 use login_metrics::throttle::Throttle;
 use login_metrics::web_config::WebConfig;
@@ -233,8 +234,27 @@ async fn a_scrape_without_credentials_gets_401_with_a_basic_challenge_and_no_met
     assert!(!page.contains(SCRAPE_USER), "a user name in the metrics");
 }
 
+/// Waits until the server has counted `times` failed TLS handshakes for `reason`,
+/// and none for the other.
+async fn failed_handshakes_counted(server: &TestServer, reason: HandshakeFailed, times: u32) {
+    let count = |reason: HandshakeFailed| {
+        Scrape::of(&server.state.metrics).value(&format!(
+            "login_metrics_tls_handshakes_failed_total{{reason=\"{}\"}}",
+            reason.as_str()
+        ))
+    };
+    eventually(
+        &format!("{times} failed handshakes counted as {reason:?}"),
+        || count(reason) == Some(f64::from(times)),
+    )
+    .await;
+    for other in HandshakeFailed::ALL.into_iter().filter(|r| *r != reason) {
+        assert_eq!(count(other), Some(0.0), "{other:?}");
+    }
+}
+
 #[tokio::test]
-async fn a_plain_http_scrape_of_the_tls_listener_gets_no_metrics() {
+async fn plain_http_and_an_untrusted_certificate_get_no_metrics_and_count_failed_handshakes() {
     let secure = SecureScrape::generate().unwrap();
     let server = secure_server(&secure).await;
     let plain = reqwest::Client::new()
@@ -246,6 +266,39 @@ async fn a_plain_http_scrape_of_the_tls_listener_gets_no_metrics() {
         plain.is_err() || !plain.unwrap().status().is_success(),
         "plain HTTP was answered"
     );
+    // A scraper whose authority did not sign the server's certificate hangs up.
+    let stranger = SecureScrape::generate().unwrap();
+    let untrusting = stranger
+        .client(server.metrics_addr)
+        .unwrap()
+        .get(format!(
+            "https://{SERVER_NAME}:{}/metrics",
+            server.metrics_addr.port()
+        ))
+        .basic_auth(SCRAPE_USER, Some(secure.password()))
+        .send()
+        .await;
+    assert!(untrusting.is_err(), "a certificate it does not trust");
+    failed_handshakes_counted(&server, HandshakeFailed::Error, 2).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_the_tls_handshake_is_cut_off_at_the_idle_timeout_and_counted() {
+    let secure = SecureScrape::generate().unwrap();
+    let scrapers = MetricsListener {
+        web: Some(Arc::new(WebConfig::from_file(&secure.web_yml()).unwrap())),
+        idle_timeout: Duration::from_millis(300),
+        ..MetricsListener::default()
+    };
+    let state = AppState::new(UserStore::with_demo_user()).with_metrics_listener(scrapers);
+    let server = TestServer::start_with(ANY_ADDRESS, state).await.unwrap();
+    // Connects and sends nothing: no ClientHello ever comes.
+    let mut stalled = tokio::net::TcpStream::connect(server.metrics_addr)
+        .await
+        .unwrap();
+    let answer = login_metrics_testkit::clients::until_closed(&mut stalled).await;
+    assert_eq!(answer, "", "the server closes it without a word");
+    failed_handshakes_counted(&server, HandshakeFailed::Timeout, 1).await;
 }
 
 /// `deploy/secure/prometheus.yml` in a folder with the two files it names,
