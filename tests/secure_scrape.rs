@@ -41,10 +41,15 @@ async fn secure_server(secure: &SecureScrape) -> TestServer {
 
 /// A server whose metrics listener has the web configuration `web`.
 async fn server_with(web: WebConfig) -> TestServer {
-    let scrapers = MetricsListener {
+    server_with_listener(MetricsListener {
         web: Some(Arc::new(web)),
         ..MetricsListener::default()
-    };
+    })
+    .await
+}
+
+/// A server whose metrics listener is `scrapers`.
+async fn server_with_listener(scrapers: MetricsListener) -> TestServer {
     let state = AppState::new(UserStore::with_demo_user())
         .with_throttle(Throttle::off())
         .with_metrics_listener(scrapers);
@@ -285,13 +290,12 @@ async fn plain_http_and_an_untrusted_certificate_get_no_metrics_and_count_failed
 #[tokio::test]
 async fn a_client_that_stalls_the_tls_handshake_is_cut_off_at_the_idle_timeout_and_counted() {
     let secure = SecureScrape::generate().unwrap();
-    let scrapers = MetricsListener {
+    let server = server_with_listener(MetricsListener {
         web: Some(Arc::new(WebConfig::from_file(&secure.web_yml()).unwrap())),
         idle_timeout: Duration::from_millis(300),
         ..MetricsListener::default()
-    };
-    let state = AppState::new(UserStore::with_demo_user()).with_metrics_listener(scrapers);
-    let server = TestServer::start_with(ANY_ADDRESS, state).await.unwrap();
+    })
+    .await;
     // Connects and sends nothing: no ClientHello ever comes.
     let mut stalled = tokio::net::TcpStream::connect(server.metrics_addr)
         .await
